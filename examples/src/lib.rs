@@ -1,0 +1,1 @@
+//! Order/Product/Payment demo services.

@@ -1,0 +1,1 @@
+//! Procedural macros for `saga-tracker`. Use them through the `saga-tracker` crate.

@@ -1,0 +1,35 @@
+//! # saga-tracker
+//!
+//! Every saga step records itself. Put `#[saga_step(OrderSaga, ReserveStock)]` on a handler and each call emits
+//! `STARTED`, then `SUCCEEDED` or `FAILED`, to the Kafka topic `saga.tracker`, Avro-encoded (single-object
+//! encoding, schema `schemas/SagaTracker.avsc`), keyed by saga id, with the OpenTelemetry trace id attached.
+//!
+//! The pieces:
+//! - [`SagaEvent`], [`StepStatus`], [`StepError`]: the event model (`event`).
+//! - [`codec`]: Avro encode/decode, byte-exact with the golden vectors.
+//! - [`Tracker`]: records [`Transition`]s without waiting on the network; [`init`] installs the process default.
+//! - [`sink`]: [`KafkaSink`], [`MemorySink`], [`JsonLinesSink`] behind the [`Sink`] trait.
+//! - [`spool`]: failed deliveries kept on disk until [`Tracker::replay_spool`] gets them acknowledged.
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod event;
+pub mod otel;
+pub mod schema;
+pub mod sink;
+pub mod spool;
+pub mod stats;
+mod tracker;
+mod transition;
+
+#[doc(hidden)]
+pub mod testing;
+
+pub use event::{SagaEvent, StepError, StepStatus};
+pub use sink::{JsonLinesSink, KafkaSink, MemorySink, Sink};
+pub use stats::TrackerStats;
+pub use tracker::{
+    BuildError, FlushError, FlushGuard, InitError, ReplayReport, Tracker, TrackerBuilder, WithTracker, current, init,
+    unrecorded_events, with_default, with_default_async,
+};
+pub use transition::{RecordError, Transition};

@@ -1,0 +1,168 @@
+//! Where encoded events go. Every transport sits behind [`Sink`], so an outbox transport can be added
+//! without touching callers (R11).
+//!
+//! A sink receives [`Envelope`]s from the tracker's worker thread and must report each one's outcome exactly
+//! once through its [`Delivery`]: [`Delivery::delivered`] when the transport acknowledged it, or
+//! [`Delivery::failed`] otherwise. Failed events are counted and spooled by the tracker; a sink never drops one.
+
+mod json_lines;
+mod kafka;
+mod memory;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use json_lines::JsonLinesSink;
+pub use kafka::{KafkaSink, KafkaSinkBuilder, DEFAULT_TOPIC};
+pub use memory::{MemorySink, RecordedMessage};
+use uuid::Uuid;
+
+use crate::spool::Spool;
+use crate::stats::Counters;
+
+/// A transport for encoded events.
+pub trait Sink: Send + Sync + 'static {
+    /// Hands one event to the transport. Must not wait on the network; report the outcome through `delivery`.
+    fn send(&self, envelope: Envelope, delivery: Delivery);
+
+    /// Waits until every event handed to [`Sink::send`] has an outcome, or `timeout` passes.
+    fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
+
+    /// A short human description, e.g. `kafka topic saga.tracker at 127.0.0.1:9092`.
+    fn describe(&self) -> String;
+}
+
+/// One encoded event on its way to a transport.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The message key: the saga id, so one saga stays on one partition.
+    pub key: Arc<str>,
+    /// The framed Avro message.
+    pub payload: Vec<u8>,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The event's `recordedAt` (µs).
+    pub recorded_at: i64,
+    /// The W3C `traceparent` of the span that recorded it, if a trace was active.
+    pub traceparent: Option<String>,
+}
+
+/// Errors of sinks.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// No bootstrap servers were given.
+    #[error("no Kafka bootstrap servers given (expected host:port[,host:port...])")]
+    NoBrokers,
+    /// The topic name is empty.
+    #[error("the topic name is empty")]
+    EmptyTopic,
+    /// librdkafka rejected a configuration property.
+    #[error("invalid Kafka producer configuration: {0}")]
+    Config(String),
+    /// The brokers could not be reached within the connectivity check's timeout.
+    #[error("Kafka brokers {brokers} unreachable within {timeout:?}: {reason}")]
+    Unreachable {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The timeout used.
+        timeout: Duration,
+        /// What librdkafka said.
+        reason: String,
+    },
+    /// Flushing did not finish in time; the events left are reported as failed (and spooled) when they time out.
+    #[error("flush timed out after {0:?} with events still in flight")]
+    FlushTimeout(Duration),
+    /// Opening or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Where an envelope came from: recorded now, or re-sent from the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Live,
+    Spooled(PathBuf),
+}
+
+/// Shared by all deliveries of one tracker: counters, spool and the last transport error.
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    pub counters: Counters,
+    pub spool: Option<Spool>,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Reporter {
+    pub(crate) fn note_error(&self, error: String) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error);
+        }
+    }
+
+    /// Counts a failure of a live event and keeps it in the spool.
+    pub(crate) fn spool_failed(&self, event_id: Uuid, recorded_at: i64, key: &str, payload: &[u8], reason: &str) {
+        Counters::bump(&self.counters.failed);
+        match &self.spool {
+            Some(spool) => match spool.append(recorded_at, event_id, key, payload) {
+                Ok(_) => Counters::bump(&self.counters.spooled),
+                Err(err) => {
+                    Counters::bump(&self.counters.lost);
+                    tracing::error!(%event_id, %err, %reason, "saga-tracker: delivery failed and the event could not be spooled: it is lost");
+                }
+            },
+            None => {
+                Counters::bump(&self.counters.lost);
+                tracing::error!(%event_id, %reason, "saga-tracker: delivery failed and no spool is configured: the event is lost");
+            }
+        }
+    }
+}
+
+/// The outcome slot of one envelope. Report exactly once; the tracker counts and spools.
+#[derive(Debug)]
+pub struct Delivery {
+    reporter: Arc<Reporter>,
+    origin: Origin,
+    event_id: Uuid,
+    recorded_at: i64,
+}
+
+impl Delivery {
+    pub(crate) fn new(reporter: Arc<Reporter>, origin: Origin, event_id: Uuid, recorded_at: i64) -> Self {
+        Delivery { reporter, origin, event_id, recorded_at }
+    }
+
+    /// The transport acknowledged the event.
+    pub fn delivered(self) {
+        let counters = &self.reporter.counters;
+        Counters::bump(&counters.delivered);
+        if let (Origin::Spooled(path), Some(spool)) = (&self.origin, &self.reporter.spool) {
+            match spool.release(path, true) {
+                Ok(()) => Counters::bump(&counters.replayed),
+                Err(err) => tracing::warn!(%err, "saga-tracker: replayed event delivered but its spool file could not be removed"),
+            }
+        }
+    }
+
+    /// The transport gave up on the event; `key` and `payload` are what was sent.
+    pub fn failed(self, key: &str, payload: &[u8], reason: &str) {
+        match &self.origin {
+            Origin::Live => {
+                self.reporter.spool_failed(self.event_id, self.recorded_at, key, payload, reason);
+            }
+            Origin::Spooled(path) => {
+                Counters::bump(&self.reporter.counters.failed);
+                if let Some(spool) = &self.reporter.spool {
+                    let _ = spool.release(path, false);
+                }
+            }
+        }
+        self.reporter.note_error(format!("delivery of {} failed: {reason}", self.event_id));
+    }
+}

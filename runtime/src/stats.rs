@@ -1,0 +1,56 @@
+//! Delivery counters, readable from a [`Tracker`](crate::Tracker) at any time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a tracker's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    /// Transitions accepted by `record` (each becomes one event).
+    pub recorded: u64,
+    /// Events the sink acknowledged (Kafka: acked by the brokers), including replayed ones.
+    pub delivered: u64,
+    /// Delivery attempts that failed (message timeout, broker down, queue full, ...).
+    pub failed: u64,
+    /// Events written to the local spool after a failure.
+    pub spooled: u64,
+    /// Spooled events delivered by [`Tracker::replay_spool`](crate::Tracker::replay_spool) and removed from the spool.
+    pub replayed: u64,
+    /// Events that failed and could not be spooled either (no spool, or the spool write failed). Should stay 0.
+    pub lost: u64,
+}
+
+impl TrackerStats {
+    /// Events neither delivered nor lost yet: in flight, or waiting in the spool.
+    pub fn outstanding(&self) -> u64 {
+        self.recorded
+            .saturating_sub(self.delivered.saturating_sub(self.replayed))
+            .saturating_sub(self.lost)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub recorded: AtomicU64,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub spooled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub lost: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> TrackerStats {
+        TrackerStats {
+            recorded: self.recorded.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
+    }
+}

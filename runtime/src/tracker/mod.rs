@@ -1,0 +1,222 @@
+//! The [`Tracker`]: takes transitions from callers, encodes and delivers them on a worker thread.
+
+mod builder;
+mod global;
+mod worker;
+
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use builder::{BuildError, TrackerBuilder};
+pub use global::{FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default, with_default_async};
+use uuid::Uuid;
+
+use crate::codec::Framing;
+use crate::event::system_time_to_micros;
+use crate::otel::TraceIds;
+use crate::sink::{Delivery, Envelope, Origin, Reporter, Sink, SinkError};
+use crate::spool::{Spool, SpoolError};
+use crate::stats::{Counters, TrackerStats};
+use crate::transition::{RecordError, Transition};
+use worker::{Command, Pending};
+
+/// Records saga step transitions for one service. Cheap to clone (one shared inner state).
+///
+/// `record` never waits on the network: it timestamps the transition, captures the OpenTelemetry ids and
+/// enqueues it; a worker thread encodes it and hands it to the [`Sink`]. Failed deliveries are counted and
+/// spooled for [`replay_spool`](Tracker::replay_spool).
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("service", &self.inner.service)
+            .field("sink", &self.inner.sink.describe())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+struct Inner {
+    service: Arc<str>,
+    tx: Option<SyncSender<Command>>,
+    worker: Option<JoinHandle<()>>,
+    sink: Arc<dyn Sink>,
+    reporter: Arc<Reporter>,
+    framing: Framing,
+    shutdown_timeout: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the worker drain what is queued and stop.
+        self.tx.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+        if let Err(err) = self.sink.flush(self.shutdown_timeout) {
+            tracing::warn!(%err, "saga-tracker: flush on shutdown did not finish; undelivered events are spooled as they time out");
+        }
+    }
+}
+
+/// What [`Tracker::replay_spool`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Spooled events handed to the sink again.
+    pub resent: usize,
+    /// Spool files skipped because a replay already had them in flight.
+    pub in_flight: usize,
+}
+
+/// Why [`Tracker::flush`] did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// The worker did not drain its queue in time.
+    #[error("saga-tracker worker did not drain its queue within {0:?}")]
+    Timeout(Duration),
+    /// The sink did not finish in time.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl Tracker {
+    /// A builder: service name, sink and options.
+    pub fn builder() -> TrackerBuilder {
+        TrackerBuilder::default()
+    }
+
+    /// The service name written into every event.
+    pub fn service(&self) -> &str {
+        &self.inner.service
+    }
+
+    /// Records one transition: enqueues it and returns at once.
+    ///
+    /// If the worker's queue is full (the sink cannot keep up), the event is written to the spool on the
+    /// caller's thread instead of waiting, and counted as failed and spooled.
+    pub fn record(&self, transition: Transition) -> Result<(), RecordError> {
+        if transition.saga_id.is_empty() {
+            return Err(RecordError::EmptySagaId {
+                saga_type: transition.saga_type.into_owned(),
+                step: transition.step.into_owned(),
+            });
+        }
+        if transition.saga_type.is_empty() || transition.step.is_empty() {
+            return Err(RecordError::EmptyName);
+        }
+        let pending = Pending {
+            event_id: Uuid::now_v7(),
+            recorded_at: system_time_to_micros(SystemTime::now()),
+            trace: TraceIds::current(),
+            transition,
+        };
+        Counters::bump(&self.inner.reporter.counters.recorded);
+        let Some(tx) = &self.inner.tx else {
+            self.spool_directly(pending, "tracker is shut down");
+            return Ok(());
+        };
+        match tx.try_send(Command::Record(pending)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Command::Record(p))) => self.spool_directly(p, "tracker queue full"),
+            Err(TrySendError::Disconnected(Command::Record(p))) => self.spool_directly(p, "tracker worker stopped"),
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    fn spool_directly(&self, pending: Pending, reason: &str) {
+        let envelope = worker::encode(&pending, &self.inner.service, self.inner.framing);
+        self.inner.reporter.spool_failed(envelope.event_id, envelope.recorded_at, &envelope.key, &envelope.payload, reason);
+    }
+
+    /// Waits until every transition recorded so far has been delivered or spooled, or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let start = Instant::now();
+        if let Some(tx) = &self.inner.tx {
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+            if tx.send(Command::Flush(done_tx)).is_ok() {
+                done_rx.recv_timeout(timeout).map_err(|_| FlushError::Timeout(timeout))?;
+            }
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        self.inner.sink.flush(left)?;
+        Ok(())
+    }
+
+    /// Re-sends every spooled event with its original eventId and idempotencyKey (the bytes are unchanged).
+    /// Each spool file is removed only when the sink acknowledges the event; call [`flush`](Tracker::flush)
+    /// to wait for that.
+    pub fn replay_spool(&self) -> Result<ReplayReport, SpoolError> {
+        let Some(spool) = &self.inner.reporter.spool else {
+            return Ok(ReplayReport::default());
+        };
+        let mut report = ReplayReport::default();
+        for path in spool.list()? {
+            if !spool.claim(&path) {
+                report.in_flight += 1;
+                continue;
+            }
+            let event = match Spool::read(&path) {
+                Ok(event) => event,
+                Err(err) => {
+                    let _ = spool.release(&path, false);
+                    return Err(err);
+                }
+            };
+            let (event_id, recorded_at) = spool_identity(&event.payload);
+            let delivery = Delivery::new(self.inner.reporter.clone(), Origin::Spooled(path), event_id, recorded_at);
+            let envelope = Envelope { key: event.key.into(), payload: event.payload, event_id, recorded_at, traceparent: None };
+            self.inner.sink.send(envelope, delivery);
+            report.resent += 1;
+        }
+        Ok(report)
+    }
+
+    /// The spool directory, if spooling is on.
+    pub fn spool_dir(&self) -> Option<&std::path::Path> {
+        self.inner.reporter.spool.as_ref().map(Spool::dir)
+    }
+
+    /// Events currently waiting in the spool.
+    pub fn spooled_pending(&self) -> Result<usize, SpoolError> {
+        match &self.inner.reporter.spool {
+            Some(spool) => Ok(spool.list()?.len()),
+            None => Ok(0),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> TrackerStats {
+        self.inner.reporter.counters.snapshot()
+    }
+
+    /// The last delivery error, if any, e.g. `delivery of … failed: Message timed out`.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.reporter.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Flushes, stops the worker, and flushes the sink. Called on drop of the last clone as well.
+    pub fn shutdown(self, timeout: Duration) -> Result<(), FlushError> {
+        self.flush(timeout)
+    }
+
+    /// A description of the sink.
+    pub fn sink_description(&self) -> String {
+        self.inner.sink.describe()
+    }
+}
+
+/// The event id and time of a spooled message, for its delivery report (best effort: the bytes are re-sent as-is).
+fn spool_identity(payload: &[u8]) -> (Uuid, i64) {
+    let decoded = match payload.first() {
+        Some(0) if payload.len() >= 5 => crate::codec::decode_datum(&payload[5..]),
+        _ => crate::codec::decode(payload),
+    };
+    decoded.map(|e| (e.event_id, e.recorded_at)).unwrap_or((Uuid::nil(), 0))
+}

@@ -1,0 +1,113 @@
+//! [`Transition`]: what a caller hands to [`Tracker::record`](crate::Tracker::record).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::event::{StepError, StepStatus};
+
+/// One step transition to record. The tracker fills in `eventId`, `idempotencyKey`, `recordedAt`, `service`
+/// and the OpenTelemetry ids.
+///
+/// ```
+/// use saga_tracker::{StepError, StepStatus, Transition};
+/// let t = Transition::new("OrderSaga", "charge_payment", "saga-42", StepStatus::Failed)
+///     .order_id("order-42")
+///     .attempt(2)
+///     .duration(std::time::Duration::from_millis(12))
+///     .error(StepError::new("InsufficientFunds", "balance 10.00 < amount 25.50"))
+///     .metadata("tenant", "acme");
+/// assert_eq!(t.attempt, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The saga type, e.g. `OrderSaga`.
+    pub saga_type: Cow<'static, str>,
+    /// The step's wire name, e.g. `reserve_stock`.
+    pub step: Cow<'static, str>,
+    /// The saga instance id (shared, so a step's start and end events reuse one allocation).
+    pub saga_id: Arc<str>,
+    /// What happened.
+    pub status: StepStatus,
+    /// Which attempt (default 1).
+    pub attempt: i32,
+    /// The business order id.
+    pub order_id: Option<Arc<str>>,
+    /// How long the handler ran (terminal events).
+    pub duration: Option<Duration>,
+    /// Why it failed.
+    pub error: Option<StepError>,
+    /// Opt-in metadata. `traceId`/`spanId` are added by the tracker and win over entries with those keys.
+    pub metadata: Vec<(Cow<'static, str>, String)>,
+}
+
+impl Transition {
+    /// A transition with attempt 1 and nothing optional set.
+    pub fn new(
+        saga_type: impl Into<Cow<'static, str>>,
+        step: impl Into<Cow<'static, str>>,
+        saga_id: impl Into<Arc<str>>,
+        status: StepStatus,
+    ) -> Self {
+        Transition {
+            saga_type: saga_type.into(),
+            step: step.into(),
+            saga_id: saga_id.into(),
+            status,
+            attempt: 1,
+            order_id: None,
+            duration: None,
+            error: None,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// Sets the attempt number.
+    pub fn attempt(mut self, attempt: i32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets the order id.
+    pub fn order_id(mut self, order_id: impl Into<Arc<str>>) -> Self {
+        self.order_id = Some(order_id.into());
+        self
+    }
+
+    /// Sets the handler's duration.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = Some(duration);
+        self
+    }
+
+    /// Sets the error.
+    pub fn error(mut self, error: StepError) -> Self {
+        self.error = Some(error);
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn metadata(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A transition the caller cannot record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The saga id is empty.
+    #[error("cannot record {saga_type}.{step}: the saga id is empty")]
+    EmptySagaId {
+        /// The saga type.
+        saga_type: String,
+        /// The step.
+        step: String,
+    },
+    /// The saga type or step name is empty.
+    #[error("cannot record a transition with an empty saga type or step name")]
+    EmptyName,
+    /// No tracker is installed (see [`init`](crate::init)) and none is in scope.
+    #[error("no saga tracker installed: call saga_tracker::init(tracker) at start-up")]
+    NoTracker,
+}
