@@ -132,6 +132,7 @@ impl StepError {
 #[serde(rename_all = "camelCase")]
 pub struct SagaEvent {
     /// Unique id of this event (UUIDv7 when recorded by this crate).
+    #[serde(serialize_with = "uuid_as_string")]
     pub event_id: Uuid,
     /// `{sagaId}:{step}:{status}:{attempt}`: the same transition recorded twice has the same key.
     pub idempotency_key: String,
@@ -174,6 +175,11 @@ impl SagaEvent {
     pub fn trace_id(&self) -> Option<&str> {
         self.metadata.get(crate::otel::TRACE_ID_KEY).map(String::as_str)
     }
+}
+
+/// The Avro `uuid` logical type is a string: serialize the hyphenated form for every serde format.
+fn uuid_as_string<S: serde::Serializer>(id: &Uuid, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&id.hyphenated())
 }
 
 /// Microseconds since the Unix epoch for a [`SystemTime`] (negative before 1970; saturating).

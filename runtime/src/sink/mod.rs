@@ -33,6 +33,19 @@ pub trait Sink: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// A shared sink is a sink (keep a handle to inspect it while the tracker owns a clone).
+impl<S: Sink> Sink for Arc<S> {
+    fn send(&self, envelope: Envelope, delivery: Delivery) {
+        (**self).send(envelope, delivery);
+    }
+    fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        (**self).flush(timeout)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
 /// One encoded event on its way to a transport.
 #[derive(Debug, Clone)]
 pub struct Envelope {

@@ -72,6 +72,8 @@ pub struct ReplayReport {
     pub resent: usize,
     /// Spool files skipped because a replay already had them in flight.
     pub in_flight: usize,
+    /// Spool files that could not be read; renamed to `*.corrupt` and left for inspection.
+    pub corrupt: usize,
 }
 
 /// Why [`Tracker::flush`] did not complete.
@@ -164,9 +166,18 @@ impl Tracker {
             }
             let event = match Spool::read(&path) {
                 Ok(event) => event,
-                Err(err) => {
+                // Delivered and removed by an earlier replay between listing and claiming.
+                Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     let _ = spool.release(&path, false);
-                    return Err(err);
+                    continue;
+                }
+                Err(err) => {
+                    // A corrupt file cannot be sent; keep it aside for a person and go on with the rest.
+                    tracing::error!(%err, "saga-tracker: spool file is corrupt; renamed to *.corrupt");
+                    let _ = spool.release(&path, false);
+                    let _ = std::fs::rename(&path, path.with_extension("corrupt"));
+                    report.corrupt += 1;
+                    continue;
                 }
             };
             let (event_id, recorded_at) = spool_identity(&event.payload);
