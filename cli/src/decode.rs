@@ -32,7 +32,9 @@ pub struct Decoded {
 pub fn looks_like_hex(input: &[u8]) -> bool {
     !input.starts_with(&SINGLE_OBJECT_MAGIC)
         && input.iter().any(u8::is_ascii_hexdigit)
-        && input.iter().all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace() || *b == b'x')
+        && input
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace() || *b == b'x')
 }
 
 /// Decodes hex lines: one message per non-empty line.
@@ -49,7 +51,10 @@ pub fn decode_hex_lines(input: &[u8]) -> Vec<Decoded> {
             Ok(bytes) => codec::decode(&bytes).map_err(|e| e.to_string()),
             Err(e) => Err(format!("not hex: {e}")),
         };
-        out.push(Decoded { position: format!("line {}", index + 1), result });
+        out.push(Decoded {
+            position: format!("line {}", index + 1),
+            result,
+        });
     }
     out
 }
@@ -57,7 +62,11 @@ pub fn decode_hex_lines(input: &[u8]) -> Vec<Decoded> {
 fn next_header(input: &[u8], from: usize) -> Option<usize> {
     let mut header = SINGLE_OBJECT_MAGIC.to_vec();
     header.extend_from_slice(&FINGERPRINT_V1);
-    input.get(from..)?.windows(header.len()).position(|w| w == header.as_slice()).map(|p| from + p)
+    input
+        .get(from..)?
+        .windows(header.len())
+        .position(|w| w == header.as_slice())
+        .map(|p| from + p)
 }
 
 /// Decodes raw bytes: single-object messages back to back, optionally newline-separated.
@@ -73,7 +82,10 @@ pub fn decode_raw(input: &[u8]) -> Vec<Decoded> {
         let message = &input[pos..];
         match codec::decode(message) {
             Ok(event) => {
-                out.push(Decoded { position, result: Ok(event) });
+                out.push(Decoded {
+                    position,
+                    result: Ok(event),
+                });
                 break;
             }
             Err(DecodeError::TrailingBytes { offset, .. }) => {
@@ -83,7 +95,10 @@ pub fn decode_raw(input: &[u8]) -> Vec<Decoded> {
                 pos += end;
             }
             Err(err) => {
-                out.push(Decoded { position, result: Err(err.to_string()) });
+                out.push(Decoded {
+                    position,
+                    result: Err(err.to_string()),
+                });
                 match next_header(input, pos + 1) {
                     Some(next) => pos = next,
                     None => break,
@@ -96,7 +111,11 @@ pub fn decode_raw(input: &[u8]) -> Vec<Decoded> {
 
 /// Decodes `input` in the form `force_hex` or detection picks.
 pub fn decode_input(input: &[u8], force_hex: bool) -> Vec<Decoded> {
-    if force_hex || looks_like_hex(input) { decode_hex_lines(input) } else { decode_raw(input) }
+    if force_hex || looks_like_hex(input) {
+        decode_hex_lines(input)
+    } else {
+        decode_raw(input)
+    }
 }
 
 /// Reads `file` (stdin when `None` or `-`), prints events and reasons; `Ok(false)` when any message failed.
@@ -109,7 +128,10 @@ pub fn run(force_hex: bool, file: Option<&Path>) -> Result<bool, CliError> {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
-                .map_err(|source| CliError::Io { context: "cannot read stdin", source })?;
+                .map_err(|source| CliError::Io {
+                    context: "cannot read stdin",
+                    source,
+                })?;
             buf
         }
     };
@@ -127,7 +149,12 @@ pub fn run(force_hex: bool, file: Option<&Path>) -> Result<bool, CliError> {
                     Ok(()) => {}
                     // The reader went away (e.g. `| head`): stop quietly.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(all_ok),
-                    Err(source) => return Err(CliError::Io { context: "cannot write stdout", source }),
+                    Err(source) => {
+                        return Err(CliError::Io {
+                            context: "cannot write stdout",
+                            source,
+                        });
+                    }
                 }
             }
             Err(reason) => {
@@ -187,7 +214,13 @@ mod tests {
         let decoded = decode_hex_lines(&input);
         assert_eq!(decoded.len(), 3);
         assert_eq!(decoded[1].position, "line 2");
-        assert!(decoded[1].result.as_ref().err().is_some_and(|e| e.contains("not hex")));
+        assert!(
+            decoded[1]
+                .result
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.contains("not hex"))
+        );
         assert!(decoded[2].result.is_ok());
     }
 }

@@ -5,6 +5,7 @@
 mod checklist;
 mod decode;
 mod error;
+mod output;
 mod paths;
 mod schema_check;
 
@@ -73,10 +74,13 @@ pub enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Checklist { manifest_paths, format } => checklist::run(&manifest_paths, format),
-        Command::Schema { command: SchemaCommand::Check { schema, history } } => {
-            schema_check::run(&schema, &history)
-        }
+        Command::Checklist {
+            manifest_paths,
+            format,
+        } => checklist::run(&manifest_paths, format),
+        Command::Schema {
+            command: SchemaCommand::Check { schema, history },
+        } => schema_check::run(&schema, &history),
         Command::Decode { hex, file } => decode::run(hex, file.as_deref()),
     };
     match result {

@@ -1,1 +1,631 @@
-//! Order/Product/Payment demo services.
+//! The Order/Product/Payment saga demo behind `order-saga-demo`.
+//!
+//! Three services (order, product, payment) talk over Kafka command and reply topics; their annotated handlers
+//! record every step and compensation to `saga.tracker`. The order service runs the sagas; afterwards the demo
+//! reads `saga.tracker` back, decodes every event, and reports what the events say: sagas by final state,
+//! events by status, per-step duration percentiles, the timeline of one compensated saga, and whether every
+//! saga's recorded timeline is consistent.
+//!
+//! [`run`] is the whole demo for a validated [`DemoConfig`]; the binary only parses arguments and prints.
+
+pub mod bus;
+pub mod cli;
+pub mod orchestrator;
+pub mod report;
+pub mod saga;
+pub mod services;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use saga_tracker::{KafkaSink, Saga as _, SagaEvent, Tracker, TrackerStats};
+
+use bus::{Kafka, REPLY_TOPIC, TRACKER_TOPIC};
+pub use cli::{Args, BrokerChoice, DemoConfig, Role};
+use orchestrator::{Orchestrator, SagaPlan, SagaRun};
+use report::consistency::{self, Consistency, FinalState, StepShape, Violation};
+use report::consume::{self, Undecodable};
+use report::summary::{self, Summary};
+use saga::{OrderSaga, ServiceName};
+use services::ServiceSet;
+
+/// Exit code for bad input (arguments, unreachable brokers, an unwritable `--emit-json`).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when some saga's recorded timeline is inconsistent.
+pub const EXIT_INCONSISTENT: u8 = 1;
+/// Exit code when the demo could not finish (Kafka errors, a service that does not answer).
+pub const EXIT_FAILED: u8 = 3;
+
+/// How long the trackers get to deliver what they recorded before the events are read back.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long reading `saga.tracker` back may take.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A bad argument.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// `--brokers` did not answer.
+    #[error("cannot reach Kafka at {brokers} within {timeout:?}: {reason}")]
+    BrokersUnreachable {
+        /// The bootstrap servers.
+        brokers: String,
+        /// How long we waited.
+        timeout: Duration,
+        /// What librdkafka said.
+        reason: String,
+    },
+    /// The `--emit-json` file cannot be written.
+    #[error("cannot write --emit-json {path}: {source}")]
+    EmitJson {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A Kafka operation failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// A service did not answer a command.
+    #[error(
+        "no reply from {service} to {step} of {saga_id} within {timeout:?} (is a process consuming {topic}?)"
+    )]
+    NoReply {
+        /// The service.
+        service: &'static str,
+        /// Its command topic.
+        topic: &'static str,
+        /// The saga.
+        saga_id: String,
+        /// The step.
+        step: &'static str,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// The saga tracker could not be built or flushed.
+    #[error("saga tracker: {0}")]
+    Tracker(String),
+    /// A bug in the demo.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DemoError {
+    /// The process exit code for this error: [`EXIT_BAD_INPUT`] or [`EXIT_FAILED`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DemoError::InvalidInput(_)
+            | DemoError::BrokersUnreachable { .. }
+            | DemoError::EmitJson { .. } => EXIT_BAD_INPUT,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub enum DemoOutcome {
+    /// The sagas ran (roles `all` and `order`): the report built from the events read back.
+    Report(Box<RunReport>),
+    /// A single service ran until Ctrl-C (roles `product` and `payment`).
+    Served(Vec<(ServiceName, u64, TrackerStats)>),
+}
+
+impl DemoOutcome {
+    /// The report, if sagas ran.
+    pub fn report(&self) -> Option<&RunReport> {
+        match self {
+            DemoOutcome::Report(report) => Some(report),
+            DemoOutcome::Served(_) => None,
+        }
+    }
+}
+
+/// The report of a run, built from the events consumed back from `saga.tracker`.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The run's id (part of every saga id).
+    pub run_id: String,
+    /// Where Kafka was.
+    pub kafka: String,
+    /// The configuration.
+    pub config: DemoConfig,
+    /// The sagas that were run.
+    pub plans: Vec<SagaPlan>,
+    /// How each ended, as the order service saw it.
+    pub runs: Vec<SagaRun>,
+    /// How long the sagas took.
+    pub elapsed: Duration,
+    /// Every decoded event of this run, in the order read.
+    pub events: Vec<SagaEvent>,
+    /// Repeated deliveries of the same transition (dropped from the timelines).
+    pub duplicates: usize,
+    /// Messages of this run that did not decode.
+    pub undecodable: Vec<Undecodable>,
+    /// Messages read that belong to other runs' sagas.
+    pub other_sagas: usize,
+    /// Each saga's events, in timeline order.
+    pub timelines: BTreeMap<String, Vec<SagaEvent>>,
+    /// The verdict on every saga.
+    pub consistency: Consistency,
+    /// Recorded final states that differ from what the order service saw.
+    pub disagreements: Vec<Violation>,
+    /// The numbers.
+    pub summary: Summary,
+    /// Each service's tracker counters.
+    pub tracker_stats: Vec<(ServiceName, TrackerStats)>,
+    /// The spool directory, kept because some event could not be delivered.
+    pub kept_spool: Option<PathBuf>,
+}
+
+impl RunReport {
+    /// True when every saga's timeline is consistent, every message decoded and the recorded outcomes match
+    /// what happened.
+    pub fn is_consistent(&self) -> bool {
+        self.consistency.is_consistent()
+            && self.undecodable.is_empty()
+            && self.disagreements.is_empty()
+    }
+
+    /// The process exit code: 0, or [`EXIT_INCONSISTENT`].
+    pub fn exit_code(&self) -> u8 {
+        if self.is_consistent() {
+            0
+        } else {
+            EXIT_INCONSISTENT
+        }
+    }
+
+    /// Every problem found, one per line.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .consistency
+            .violations
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        problems.extend(self.undecodable.iter().map(|u| {
+            format!(
+                "{TRACKER_TOPIC}/{} offset {}: cannot decode: {}",
+                u.partition, u.offset, u.error
+            )
+        }));
+        problems.extend(self.disagreements.iter().map(ToString::to_string));
+        problems
+    }
+
+    /// The report as printed by `order-saga-demo`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let c = &self.config;
+        let failing = self
+            .plans
+            .iter()
+            .filter(|p| p.fate != orchestrator::Fate::Complete)
+            .count();
+        let comp_failing = self
+            .plans
+            .iter()
+            .filter(|p| p.fate == orchestrator::Fate::FailAtPaymentAndRelease)
+            .count();
+        let _ = writeln!(out, "order-saga-demo run {} on {}", self.run_id, self.kafka);
+        let _ = writeln!(
+            out,
+            "  {} sagas, seed {}: failure rate {:.2} ({failing} fail at payment), compensation failure rate {:.2} ({comp_failing} of those)",
+            c.sagas, c.seed, c.failure_rate, c.compensation_failure_rate
+        );
+        let _ = writeln!(
+            out,
+            "  ran in {:.2} s; read back {} events of this run from {TRACKER_TOPIC}{}",
+            self.elapsed.as_secs_f64(),
+            self.events.len(),
+            if self.duplicates > 0 {
+                format!(" ({} duplicate deliveries ignored)", self.duplicates)
+            } else {
+                String::new()
+            }
+        );
+        out.push('\n');
+        out.push_str(&summary::render(&self.summary));
+        let stuck: Vec<&str> = self
+            .consistency
+            .states
+            .iter()
+            .filter(|(_, s)| **s == FinalState::CompensationFailed)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !stuck.is_empty() {
+            let shown = stuck.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+            let more = if stuck.len() > 5 {
+                format!(" and {} more", stuck.len() - 5)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "\nNeeds attention (COMPENSATION_FAILED): {shown}{more}"
+            );
+        }
+        out.push('\n');
+        match report::timeline::pick_failed_saga(&self.consistency, &self.timelines) {
+            Some((saga_id, timeline)) => {
+                let state = self.consistency.states.get(saga_id).copied();
+                out.push_str(&report::timeline::render(saga_id, state, timeline));
+            }
+            None => out.push_str("No saga failed in this run: no compensation timeline to show.\n"),
+        }
+        out.push('\n');
+        let problems = self.problems();
+        if problems.is_empty() {
+            let _ = writeln!(
+                out,
+                "Consistency: all {} saga timelines are consistent.",
+                self.plans.len()
+            );
+        } else {
+            let _ = writeln!(out, "Consistency: {} problem(s):", problems.len());
+            for problem in problems.iter().take(20) {
+                let _ = writeln!(out, "  {problem}");
+            }
+            if problems.len() > 20 {
+                let _ = writeln!(out, "  ... and {} more", problems.len() - 20);
+            }
+        }
+        for (service, stats) in &self.tracker_stats {
+            if stats.failed > 0 || stats.lost > 0 {
+                let _ = writeln!(
+                    out,
+                    "warning: {service}: {} event deliveries failed ({} spooled, {} lost)",
+                    stats.failed, stats.spooled, stats.lost
+                );
+            }
+        }
+        if let Some(dir) = &self.kept_spool {
+            let _ = writeln!(
+                out,
+                "Undelivered events are kept in the spool at {}",
+                dir.display()
+            );
+        }
+        out
+    }
+}
+
+/// The saga's steps, as the consistency check needs them.
+pub fn order_saga_shape() -> Vec<StepShape> {
+    OrderSaga::STEPS
+        .iter()
+        .map(|d| StepShape {
+            name: d.name,
+            compensable: d.compensable,
+        })
+        .collect()
+}
+
+/// Runs the demo: validates `config`, starts (or connects to) Kafka, runs the services and the sagas, reads
+/// `saga.tracker` back and builds the report. Builds its own Tokio runtime; do not call it from async code.
+pub fn run(config: DemoConfig) -> Result<DemoOutcome, DemoError> {
+    config.validate()?;
+    if let Some(path) = &config.emit_json {
+        // Fail before any saga runs if the file cannot be written.
+        std::fs::File::create(path).map_err(|source| DemoError::EmitJson {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let kafka = Kafka::connect(&config.brokers)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DemoError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let run_id = new_run_id();
+    let spool_root = std::env::temp_dir().join(format!("order-saga-demo-{run_id}"));
+    let result = runtime.block_on(run_with(config, kafka, run_id, &spool_root));
+    // Stops the service tasks, dropping the last tracker clones (they flush on drop).
+    drop(runtime);
+    if result.is_err() && count_files(&spool_root) == 0 {
+        let _ = std::fs::remove_dir_all(&spool_root);
+    }
+    result
+}
+
+/// Files under `dir`, recursively (0 if it does not exist).
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+/// A short id for this run (8 hex digits), part of every saga and order id.
+fn new_run_id() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    id[id.len() - 8..].to_owned()
+}
+
+fn build_tracker(
+    kafka: &Kafka,
+    service: ServiceName,
+    spool_root: &Path,
+) -> Result<Tracker, DemoError> {
+    let sink = KafkaSink::builder(kafka.brokers())
+        .message_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| DemoError::Tracker(format!("{service}: {e}")))?;
+    Tracker::builder()
+        .service(service.recorded_name())
+        .sink(sink)
+        .spool_dir(spool_root.join(service.short_name()))
+        .shutdown_timeout(FLUSH_TIMEOUT)
+        .build()
+        .map_err(|e| DemoError::Tracker(format!("{service}: {e}")))
+}
+
+/// The demo on a connected Kafka.
+async fn run_with(
+    config: DemoConfig,
+    kafka: Kafka,
+    run_id: String,
+    spool_root: &Path,
+) -> Result<DemoOutcome, DemoError> {
+    kafka.ensure_topics().await?;
+
+    // Note where every topic ends now: this run reads only what comes after.
+    let tracker_start = kafka.end_offsets(TRACKER_TOPIC)?;
+    let reply_start = kafka.end_offsets(REPLY_TOPIC)?;
+    let mut command_starts = BTreeMap::new();
+    let mut trackers = Vec::new();
+    for &service in config.role.services() {
+        command_starts.insert(service, kafka.end_offsets(bus::command_topic(service))?);
+        trackers.push((service, build_tracker(&kafka, service, spool_root)?));
+    }
+    // One tracker per service, each scoped to its service's handlers (three services share this process).
+    let services = ServiceSet::start(&kafka, trackers, &command_starts)?;
+
+    if !config.role.runs_sagas() {
+        return serve_until_ctrl_c(&kafka, services, spool_root).await;
+    }
+
+    let plans = orchestrator::plan(&config, &run_id);
+    let orchestrator = Orchestrator::start(&kafka, &reply_start, config.reply_timeout)?;
+    let progress = progress_bar(&config);
+    let started = Instant::now();
+    let runs = orchestrator
+        .run_all(&plans, config.concurrency as usize, |_| progress.inc(1))
+        .await;
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    orchestrator.stop();
+    let tracker_stats: Vec<(ServiceName, Tracker)> = services
+        .services
+        .iter()
+        .map(|s| (s.name, s.tracker.clone()))
+        .collect();
+    let stopped = services.stop(FLUSH_TIMEOUT).await;
+    let runs = runs?;
+    stopped?;
+    let tracker_stats: Vec<(ServiceName, TrackerStats)> = tracker_stats
+        .into_iter()
+        .map(|(name, tracker)| (name, tracker.stats()))
+        .collect();
+    let kept_spool = if tracker_stats
+        .iter()
+        .all(|(_, s)| s.failed == 0 && s.spooled == 0)
+    {
+        let _ = std::fs::remove_dir_all(spool_root);
+        None
+    } else {
+        Some(spool_root.to_owned())
+    };
+
+    let saga_ids: HashSet<String> = plans.iter().map(|p| p.saga_id.clone()).collect();
+    let read = tokio::task::block_in_place(|| {
+        consume::read_back(
+            &kafka,
+            TRACKER_TOPIC,
+            &tracker_start,
+            &saga_ids,
+            READ_BACK_TIMEOUT,
+        )
+    })?;
+    if let Some(path) = &config.emit_json {
+        write_json_lines(path, &read.events)?;
+    }
+    let (timelines, duplicates) = consistency::group_by_saga(&read.events);
+    let consistency = consistency::check_all(
+        OrderSaga::NAME,
+        &order_saga_shape(),
+        plans.iter().map(|p| p.saga_id.as_str()),
+        &timelines,
+    );
+    let disagreements = runs
+        .iter()
+        .filter_map(|run| {
+            let recorded = consistency.states.get(&run.saga_id).copied()?;
+            (recorded != FinalState::Incomplete && recorded != run.state).then(|| Violation {
+                saga_id: run.saga_id.clone(),
+                problem: format!(
+                    "recorded final state {recorded}, but the order service saw {}",
+                    run.state
+                ),
+            })
+        })
+        .collect();
+    let deduplicated: Vec<SagaEvent> = timelines.values().flatten().cloned().collect();
+    let summary = summary::summarize(&deduplicated, &consistency, &order_saga_shape());
+    Ok(DemoOutcome::Report(Box::new(RunReport {
+        run_id,
+        kafka: kafka.describe(),
+        config,
+        plans,
+        runs,
+        elapsed,
+        events: read.events,
+        duplicates,
+        undecodable: read.undecodable,
+        other_sagas: read.other_sagas,
+        timelines,
+        consistency,
+        disagreements,
+        summary,
+        tracker_stats,
+        kept_spool,
+    })))
+}
+
+fn progress_bar(config: &DemoConfig) -> indicatif::ProgressBar {
+    if !config.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(u64::from(config.sagas));
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} sagas [{bar:40}] {pos}/{len}  {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Writes every event as one JSON object per line.
+fn write_json_lines(path: &Path, events: &[SagaEvent]) -> Result<(), DemoError> {
+    let error = |source| DemoError::EmitJson {
+        path: path.to_owned(),
+        source,
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(error)?);
+    for event in events {
+        serde_json::to_writer(&mut out, event).map_err(|e| error(std::io::Error::other(e)))?;
+        out.write_all(b"\n").map_err(error)?;
+    }
+    out.flush().map_err(error)
+}
+
+/// Roles `product` / `payment`: serve commands until Ctrl-C.
+async fn serve_until_ctrl_c(
+    kafka: &Kafka,
+    services: ServiceSet,
+    spool_root: &Path,
+) -> Result<DemoOutcome, DemoError> {
+    for service in &services.services {
+        eprintln!(
+            "{} serving {} on {}; Ctrl-C to stop",
+            service.name,
+            bus::command_topic(service.name),
+            kafka.describe()
+        );
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| DemoError::Internal(format!("waiting for Ctrl-C: {e}")))?;
+    let summary: Vec<(ServiceName, u64, Tracker)> = services
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.name,
+                s.handled.load(std::sync::atomic::Ordering::Relaxed),
+                s.tracker.clone(),
+            )
+        })
+        .collect();
+    services.stop(FLUSH_TIMEOUT).await?;
+    let served: Vec<(ServiceName, u64, TrackerStats)> = summary
+        .into_iter()
+        .map(|(name, handled, tracker)| (name, handled, tracker.stats()))
+        .collect();
+    if served.iter().all(|(_, _, s)| s.failed == 0) {
+        let _ = std::fs::remove_dir_all(spool_root);
+    } else {
+        eprintln!(
+            "some events could not be delivered; they are kept in the spool at {}",
+            spool_root.display()
+        );
+    }
+    Ok(DemoOutcome::Served(served))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_of(events: Vec<SagaEvent>) -> RunReport {
+        let (timelines, duplicates) = consistency::group_by_saga(&events);
+        let consistency = consistency::check_all(
+            OrderSaga::NAME,
+            &order_saga_shape(),
+            ["saga-0001"],
+            &timelines,
+        );
+        let summary = summary::summarize(&events, &consistency, &order_saga_shape());
+        RunReport {
+            run_id: "test".into(),
+            kafka: "nowhere".into(),
+            config: DemoConfig::default(),
+            plans: Vec::new(),
+            runs: Vec::new(),
+            elapsed: Duration::ZERO,
+            events,
+            duplicates,
+            undecodable: Vec::new(),
+            other_sagas: 0,
+            timelines,
+            consistency,
+            disagreements: Vec::new(),
+            summary,
+            tracker_stats: Vec::new(),
+            kept_spool: None,
+        }
+    }
+
+    fn event(step: &str, status: saga_tracker::StepStatus, at: i64) -> SagaEvent {
+        let mut e = saga_tracker::testing::sample_event();
+        e.step = step.into();
+        e.status = status;
+        e.recorded_at = at;
+        e.idempotency_key = SagaEvent::idempotency_key_for(&e.saga_id, step, status, 1);
+        e
+    }
+
+    #[test]
+    fn an_inconsistent_timeline_makes_the_exit_code_non_zero_and_is_printed() {
+        use saga_tracker::StepStatus::*;
+        // create_order SUCCEEDED without STARTED.
+        let report = report_of(vec![event("create_order", Succeeded, 1)]);
+        assert!(!report.is_consistent());
+        assert_eq!(report.exit_code(), EXIT_INCONSISTENT);
+        let text = report.render();
+        assert!(
+            text.contains("saga-0001: create_order SUCCEEDED without STARTED"),
+            "{text}"
+        );
+
+        let steps = [
+            "create_order",
+            "reserve_stock",
+            "charge_payment",
+            "confirm_order",
+        ];
+        let mut events = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            events.push(event(step, Started, 10 * i as i64));
+            events.push(event(step, Succeeded, 10 * i as i64 + 5));
+        }
+        let report = report_of(events);
+        assert!(report.is_consistent(), "{:?}", report.problems());
+        assert_eq!(report.exit_code(), 0);
+        assert!(report.render().contains("No saga failed in this run"));
+    }
+}

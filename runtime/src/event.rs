@@ -92,7 +92,9 @@ impl fmt::Display for StepStatus {
 
 /// Returned by [`StepStatus::from_str`] for a string that is not a status symbol.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown step status `{0}`; expected one of STARTED, SUCCEEDED, FAILED, COMPENSATION_STARTED, COMPENSATED, COMPENSATION_FAILED, UNKNOWN")]
+#[error(
+    "unknown step status `{0}`; expected one of STARTED, SUCCEEDED, FAILED, COMPENSATION_STARTED, COMPENSATED, COMPENSATION_FAILED, UNKNOWN"
+)]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for StepStatus {
@@ -162,7 +164,12 @@ pub struct SagaEvent {
 
 impl SagaEvent {
     /// The idempotency key for a transition: `{sagaId}:{step}:{status}:{attempt}`.
-    pub fn idempotency_key_for(saga_id: &str, step: &str, status: StepStatus, attempt: i32) -> String {
+    pub fn idempotency_key_for(
+        saga_id: &str,
+        step: &str,
+        status: StepStatus,
+        attempt: i32,
+    ) -> String {
         format!("{saga_id}:{step}:{}:{attempt}", status.as_str())
     }
 
@@ -173,7 +180,9 @@ impl SagaEvent {
 
     /// The OpenTelemetry trace id recorded in `metadata["traceId"]`, if any.
     pub fn trace_id(&self) -> Option<&str> {
-        self.metadata.get(crate::otel::TRACE_ID_KEY).map(String::as_str)
+        self.metadata
+            .get(crate::otel::TRACE_ID_KEY)
+            .map(String::as_str)
     }
 }
 

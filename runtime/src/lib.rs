@@ -15,10 +15,13 @@
 pub mod codec;
 pub mod event;
 pub mod otel;
+pub mod registry;
+pub mod saga;
 pub mod schema;
 pub mod sink;
 pub mod spool;
 pub mod stats;
+pub mod step;
 mod tracker;
 mod transition;
 
@@ -26,10 +29,25 @@ mod transition;
 pub mod testing;
 
 pub use event::{SagaEvent, StepError, StepStatus};
+pub use registry::{HandlerKind, ServiceDescriptor, StepDescriptor};
+pub use saga::{Saga, SagaContext, StepDecl, StepOutcome};
+pub use saga_tracker_macros::{Saga, saga_compensation, saga_service, saga_step};
 pub use sink::{JsonLinesSink, KafkaSink, MemorySink, Sink};
 pub use stats::TrackerStats;
 pub use tracker::{
-    BuildError, FlushError, FlushGuard, InitError, ReplayReport, Tracker, TrackerBuilder, WithTracker, current, init,
-    unrecorded_events, with_default, with_default_async,
+    BuildError, FlushError, FlushGuard, InitError, ReplayReport, Tracker, TrackerBuilder,
+    WithTracker, current, init, unrecorded_events, with_default, with_default_async,
 };
 pub use transition::{RecordError, Transition};
+
+/// What the macros' generated code uses. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{
+        HandlerDescriptor, HandlerKind, HasCompensation, ServiceDescriptor, StepDescriptor,
+        StepHandler, UNANNOTATED, WithoutCompensation,
+    };
+    pub use crate::saga::{Saga, StepDecl};
+    pub use crate::step::*;
+    pub use inventory;
+}

@@ -49,6 +49,11 @@ impl TraceIds {
 
     /// The W3C `traceparent` header value: `00-{trace}-{span}-{flags}`.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id_hex(), self.span_id_hex(), self.flags)
+        format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id_hex(),
+            self.span_id_hex(),
+            self.flags
+        )
     }
 }

@@ -67,12 +67,19 @@ impl Spool {
     /// Opens (creating it if needed) a spool directory and checks that it is writable.
     pub fn open(dir: impl Into<PathBuf>, fsync: bool) -> Result<Spool, SpoolError> {
         let dir = dir.into();
-        let not_writable = |source| SpoolError::NotWritable { path: dir.clone(), source };
+        let not_writable = |source| SpoolError::NotWritable {
+            path: dir.clone(),
+            source,
+        };
         fs::create_dir_all(&dir).map_err(not_writable)?;
         let probe = dir.join(format!(".probe-{}", Uuid::now_v7()));
         fs::write(&probe, b"probe").map_err(not_writable)?;
         fs::remove_file(&probe).map_err(not_writable)?;
-        Ok(Spool { dir, fsync, in_flight: Mutex::new(HashSet::new()) })
+        Ok(Spool {
+            dir,
+            fsync,
+            in_flight: Mutex::new(HashSet::new()),
+        })
     }
 
     /// The spool directory.
@@ -81,16 +88,26 @@ impl Spool {
     }
 
     /// Writes one event durably.
-    pub fn append(&self, recorded_at: i64, event_id: Uuid, key: &str, payload: &[u8]) -> Result<PathBuf, SpoolError> {
+    pub fn append(
+        &self,
+        recorded_at: i64,
+        event_id: Uuid,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<PathBuf, SpoolError> {
         let name = format!("{:020}-{event_id}.{EXTENSION}", recorded_at.max(0));
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        let io = |source| SpoolError::Io { path: path.clone(), source };
+        let io = |source| SpoolError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut file = fs::File::create(&tmp).map_err(io)?;
         let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
         file.write_all(MAGIC).map_err(io)?;
         file.write_all(&key_len.to_le_bytes()).map_err(io)?;
-        file.write_all(&key.as_bytes()[..key_len as usize]).map_err(io)?;
+        file.write_all(&key.as_bytes()[..key_len as usize])
+            .map_err(io)?;
         file.write_all(payload).map_err(io)?;
         if self.fsync {
             file.sync_all().map_err(io)?;
@@ -102,7 +119,10 @@ impl Spool {
 
     /// Spool files in the order they were recorded (oldest first).
     pub fn list(&self) -> Result<Vec<PathBuf>, SpoolError> {
-        let io = |source| SpoolError::Io { path: self.dir.clone(), source };
+        let io = |source| SpoolError::Io {
+            path: self.dir.clone(),
+            source,
+        };
         let mut files = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
@@ -116,20 +136,38 @@ impl Spool {
 
     /// Reads one spool file.
     pub fn read(path: &Path) -> Result<SpooledEvent, SpoolError> {
-        let bytes = fs::read(path).map_err(|source| SpoolError::Io { path: path.to_owned(), source })?;
-        let corrupt = |reason| SpoolError::Corrupt { path: path.to_owned(), reason };
+        let bytes = fs::read(path).map_err(|source| SpoolError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let corrupt = |reason| SpoolError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
         if bytes.len() < 8 || &bytes[..4] != MAGIC {
             return Err(corrupt("missing SPL1 header"));
         }
         let key_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-        let key_end = 8usize.checked_add(key_len).filter(|end| *end <= bytes.len()).ok_or_else(|| corrupt("key length beyond file"))?;
-        let key = std::str::from_utf8(&bytes[8..key_end]).map_err(|_| corrupt("key is not UTF-8"))?.to_owned();
-        Ok(SpooledEvent { path: path.to_owned(), key, payload: bytes[key_end..].to_vec() })
+        let key_end = 8usize
+            .checked_add(key_len)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| corrupt("key length beyond file"))?;
+        let key = std::str::from_utf8(&bytes[8..key_end])
+            .map_err(|_| corrupt("key is not UTF-8"))?
+            .to_owned();
+        Ok(SpooledEvent {
+            path: path.to_owned(),
+            key,
+            payload: bytes[key_end..].to_vec(),
+        })
     }
 
     /// Marks a file as being re-sent; false if a replay already has it in flight.
     pub(crate) fn claim(&self, path: &Path) -> bool {
-        self.in_flight.lock().map(|mut set| set.insert(path.to_owned())).unwrap_or(false)
+        self.in_flight
+            .lock()
+            .map(|mut set| set.insert(path.to_owned()))
+            .unwrap_or(false)
     }
 
     /// The replay of `path` ended; when `delivered`, the file is removed.
@@ -138,7 +176,10 @@ impl Spool {
             set.remove(path);
         }
         if delivered {
-            fs::remove_file(path).map_err(|source| SpoolError::Io { path: path.to_owned(), source })?;
+            fs::remove_file(path).map_err(|source| SpoolError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -152,11 +193,18 @@ mod tests {
     fn appended_events_read_back_in_record_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = Spool::open(dir.path(), true).expect("open");
-        let a = spool.append(20, Uuid::now_v7(), "saga-b", b"second").expect("append");
-        let b = spool.append(10, Uuid::now_v7(), "saga-a", b"first").expect("append");
+        let a = spool
+            .append(20, Uuid::now_v7(), "saga-b", b"second")
+            .expect("append");
+        let b = spool
+            .append(10, Uuid::now_v7(), "saga-a", b"first")
+            .expect("append");
         assert_eq!(spool.list().expect("list"), vec![b.clone(), a]);
         let event = Spool::read(&b).expect("read");
-        assert_eq!((event.key.as_str(), event.payload.as_slice()), ("saga-a", &b"first"[..]));
+        assert_eq!(
+            (event.key.as_str(), event.payload.as_slice()),
+            ("saga-a", &b"first"[..])
+        );
     }
 
     #[test]
@@ -164,9 +212,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.spool");
         fs::write(&path, b"SPL1\xff\xff\xff\xffab").expect("write");
-        assert!(matches!(Spool::read(&path), Err(SpoolError::Corrupt { .. })));
+        assert!(matches!(
+            Spool::read(&path),
+            Err(SpoolError::Corrupt { .. })
+        ));
         fs::write(&path, b"nope").expect("write");
-        assert!(matches!(Spool::read(&path), Err(SpoolError::Corrupt { .. })));
+        assert!(matches!(
+            Spool::read(&path),
+            Err(SpoolError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub struct TestKafka {
 
 impl std::fmt::Debug for TestKafka {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestKafka").field("brokers", &self.brokers).field("mock", &self.is_mock()).finish()
+        f.debug_struct("TestKafka")
+            .field("brokers", &self.brokers)
+            .field("mock", &self.is_mock())
+            .finish()
     }
 }
 
@@ -63,12 +66,20 @@ impl TestKafka {
     /// The external broker when `SAGA_TRACKER_TEST_BROKERS` is set, else a 3-broker mock cluster.
     pub fn start() -> Result<TestKafka, TestKafkaError> {
         match std::env::var(TEST_BROKERS_ENV) {
-            Ok(brokers) if !brokers.trim().is_empty() => Ok(TestKafka { cluster: None, brokers, broker_count: 0 }),
+            Ok(brokers) if !brokers.trim().is_empty() => Ok(TestKafka {
+                cluster: None,
+                brokers,
+                broker_count: 0,
+            }),
             _ => {
                 let broker_count = 3;
                 let cluster = MockCluster::new(broker_count).map_err(err)?;
                 let brokers = cluster.bootstrap_servers();
-                Ok(TestKafka { cluster: Some(cluster), brokers, broker_count })
+                Ok(TestKafka {
+                    cluster: Some(cluster),
+                    brokers,
+                    broker_count,
+                })
             }
         }
     }
@@ -93,8 +104,10 @@ impl TestKafka {
         if let Some(cluster) = &self.cluster {
             return cluster.create_topic(topic, partitions, 1).map_err(err);
         }
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().map_err(err)?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .map_err(err)?;
         let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let results = futures::executor::block_on(admin.create_topics(
             [&new_topic],
@@ -113,7 +126,10 @@ impl TestKafka {
 
     /// Takes every mock broker down (only on the mock cluster).
     pub fn all_brokers_down(&self) -> Result<(), TestKafkaError> {
-        let cluster = self.cluster.as_ref().ok_or_else(|| TestKafkaError("external broker: cannot stop it".into()))?;
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| TestKafkaError("external broker: cannot stop it".into()))?;
         for id in 1..=self.broker_count {
             cluster.broker_down(id).map_err(err)?;
         }
@@ -122,7 +138,10 @@ impl TestKafka {
 
     /// Brings every mock broker back (only on the mock cluster).
     pub fn all_brokers_up(&self) -> Result<(), TestKafkaError> {
-        let cluster = self.cluster.as_ref().ok_or_else(|| TestKafkaError("external broker: cannot start it".into()))?;
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| TestKafkaError("external broker: cannot start it".into()))?;
         for id in 1..=self.broker_count {
             cluster.broker_up(id).map_err(err)?;
         }
@@ -131,15 +150,24 @@ impl TestKafka {
 
     /// Reads every message of `topic` from the beginning (partitions assigned, no group rebalance), until the
     /// high watermarks are reached.
-    pub fn read_all(&self, topic: &str, timeout: Duration) -> Result<Vec<OwnedMessage>, TestKafkaError> {
+    pub fn read_all(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Vec<OwnedMessage>, TestKafkaError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("saga-tracker-test-{}", uuid::Uuid::now_v7().simple()))
+            .set(
+                "group.id",
+                format!("saga-tracker-test-{}", uuid::Uuid::now_v7().simple()),
+            )
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .create()
             .map_err(err)?;
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(err)?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(err)?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
@@ -152,8 +180,12 @@ impl TestKafka {
         let mut assignment = TopicPartitionList::new();
         let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
         for &p in &partitions {
-            assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(err)?;
-            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map_err(err)?;
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(err)?;
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_err(err)?;
             if high > low {
                 remaining.insert(p, high);
             }

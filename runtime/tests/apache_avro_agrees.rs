@@ -17,9 +17,14 @@ fn events() -> Vec<SagaEvent> {
         e.attempt = 3;
         e.order_id = Some("order-42".into());
         e.duration_micros = Some(1532);
-        e.error = Some(StepError::new("InsufficientFunds", "balance 10.00 < amount 25.50 — ünïcødé"));
-        e.metadata.insert("traceId".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into());
-        e.metadata.insert("spanId".into(), "00f067aa0ba902b7".into());
+        e.error = Some(StepError::new(
+            "InsufficientFunds",
+            "balance 10.00 < amount 25.50 — ünïcødé",
+        ));
+        e.metadata
+            .insert("traceId".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into());
+        e.metadata
+            .insert("spanId".into(), "00f067aa0ba902b7".into());
         e.metadata.insert("".into(), "".into());
         all.push(e);
     }
@@ -41,13 +46,23 @@ fn apache_avro_reads_our_bytes_to_the_same_event() {
     for event in events() {
         let message = codec::encode(&event);
         let datum = codec::single_object_datum(&message).expect("header");
-        let value = from_avro_datum(&schema, &mut &datum[..], None).expect("apache-avro decodes our datum");
-        let Value::Record(fields) = &value else { panic!("not a record: {value:?}") };
+        let value =
+            from_avro_datum(&schema, &mut &datum[..], None).expect("apache-avro decodes our datum");
+        let Value::Record(fields) = &value else {
+            panic!("not a record: {value:?}")
+        };
         let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names[..3], ["eventId", "idempotencyKey", "sagaId"]);
-        assert!(fields.iter().any(|(n, v)| n == "eventId" && *v == Value::Uuid(event.event_id)), "{fields:?}");
         assert!(
-            fields.iter().any(|(n, v)| n == "recordedAt" && *v == Value::TimestampMicros(event.recorded_at)),
+            fields
+                .iter()
+                .any(|(n, v)| n == "eventId" && *v == Value::Uuid(event.event_id)),
+            "{fields:?}"
+        );
+        assert!(
+            fields
+                .iter()
+                .any(|(n, v)| n == "recordedAt" && *v == Value::TimestampMicros(event.recorded_at)),
             "{fields:?}"
         );
         let back: SagaEvent = from_value(&value).expect("apache-avro value into the Rust type");
@@ -59,7 +74,10 @@ fn apache_avro_reads_our_bytes_to_the_same_event() {
 fn apache_avro_serde_writer_produces_our_bytes() {
     let schema = schema();
     for event in events() {
-        let value = to_value(&event).expect("serde to avro value").resolve(&schema).expect("the Rust type resolves against the schema");
+        let value = to_value(&event)
+            .expect("serde to avro value")
+            .resolve(&schema)
+            .expect("the Rust type resolves against the schema");
         let theirs = to_avro_datum(&schema, value).expect("the Rust type fits the schema");
         let mut ours = Vec::new();
         codec::write_datum(&event, &mut ours);
@@ -70,6 +88,9 @@ fn apache_avro_serde_writer_produces_our_bytes() {
         } else {
             assert_eq!(theirs.len(), ours.len());
         }
-        assert_eq!(codec::decode_datum(&theirs).expect("we read apache-avro's bytes"), event);
+        assert_eq!(
+            codec::decode_datum(&theirs).expect("we read apache-avro's bytes"),
+            event
+        );
     }
 }

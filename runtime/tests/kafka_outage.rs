@@ -19,7 +19,12 @@ fn record_batch(tracker: &Tracker, prefix: &str, sagas: usize) -> BTreeSet<Strin
         let saga_id = format!("{prefix}-{i}");
         for status in [StepStatus::Started, StepStatus::Succeeded] {
             tracker
-                .record(Transition::new("OrderSaga", "reserve_stock", saga_id.as_str(), status))
+                .record(Transition::new(
+                    "OrderSaga",
+                    "reserve_stock",
+                    saga_id.as_str(),
+                    status,
+                ))
                 .expect("record");
             keys.insert(format!("{saga_id}:reserve_stock:{status}:1"));
         }
@@ -35,24 +40,42 @@ fn kafka_tracker(brokers: &str, topic: &str, spool: &std::path::Path) -> Tracker
         .set("reconnect.backoff.max.ms", "200")
         .build()
         .expect("kafka sink");
-    Tracker::builder().service("order-service").sink(sink).spool_dir(spool).build().expect("tracker")
+    Tracker::builder()
+        .service("order-service")
+        .sink(sink)
+        .spool_dir(spool)
+        .build()
+        .expect("tracker")
 }
 
 /// Reads the topic and checks it holds exactly `expected` idempotency keys, each once.
 fn assert_topic_holds_exactly(kafka: &TestKafka, topic: &str, expected: &BTreeSet<String>) {
-    let messages = kafka.read_all(topic, Duration::from_secs(60)).expect("read topic");
+    let messages = kafka
+        .read_all(topic, Duration::from_secs(60))
+        .expect("read topic");
     let mut by_event: BTreeMap<Uuid, usize> = BTreeMap::new();
     let mut keys = BTreeSet::new();
     for message in &messages {
         let payload = rdkafka::Message::payload(message).expect("payload");
         let event = codec::decode(payload).expect("every message decodes");
-        assert_eq!(rdkafka::Message::key(message), Some(event.saga_id.as_bytes()), "key = sagaId");
+        assert_eq!(
+            rdkafka::Message::key(message),
+            Some(event.saga_id.as_bytes()),
+            "key = sagaId"
+        );
         *by_event.entry(event.event_id).or_default() += 1;
         keys.insert(event.idempotency_key);
     }
     let duplicates: Vec<_> = by_event.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicates.is_empty(), "duplicated event ids: {duplicates:?}");
-    assert_eq!(messages.len(), expected.len(), "one message per recorded event");
+    assert!(
+        duplicates.is_empty(),
+        "duplicated event ids: {duplicates:?}"
+    );
+    assert_eq!(
+        messages.len(),
+        expected.len(),
+        "one message per recorded event"
+    );
     assert_eq!(&keys, expected);
 }
 
@@ -78,7 +101,11 @@ fn brokers_down_mid_stream_then_replay_delivers_every_event_exactly_once() {
         assert_eq!(stats.failed, 80, "{stats:?}");
         assert_eq!(stats.spooled, 80, "{stats:?}");
         assert_eq!(tracker.spooled_pending().expect("list spool"), 80);
-        assert!(tracker.last_error().is_some_and(|e| e.contains("failed")), "{:?}", tracker.last_error());
+        assert!(
+            tracker.last_error().is_some_and(|e| e.contains("failed")),
+            "{:?}",
+            tracker.last_error()
+        );
 
         kafka.all_brokers_up().expect("brokers up");
         expected.extend(record_batch(&tracker, "after", 30));
@@ -88,9 +115,20 @@ fn brokers_down_mid_stream_then_replay_delivers_every_event_exactly_once() {
         let stats = tracker.stats();
         assert_eq!(
             stats,
-            TrackerStats { recorded: 240, delivered: 240, failed: 80, spooled: 80, replayed: 80, lost: 0 },
+            TrackerStats {
+                recorded: 240,
+                delivered: 240,
+                failed: 80,
+                spooled: 80,
+                replayed: 80,
+                lost: 0
+            },
         );
-        assert_eq!(tracker.spooled_pending().expect("list spool"), 0, "replayed files are removed");
+        assert_eq!(
+            tracker.spooled_pending().expect("list spool"),
+            0,
+            "replayed files are removed"
+        );
     } else {
         // A real broker: the outage is an address nobody listens on; a restarted tracker replays the spool.
         let down = kafka_tracker("127.0.0.1:1", &topic, spool.path());
@@ -123,7 +161,9 @@ fn replaying_twice_does_not_duplicate() {
     }
     let tracker = kafka_tracker(kafka.brokers(), &topic, spool.path());
     let first = tracker.replay_spool().expect("replay");
-    let second = tracker.replay_spool().expect("replay again while in flight");
+    let second = tracker
+        .replay_spool()
+        .expect("replay again while in flight");
     assert_eq!(first.resent + second.resent, 10, "{first:?} {second:?}");
     tracker.flush(FLUSH).expect("flush");
     assert_eq!(tracker.replay_spool().expect("nothing left").resent, 0);

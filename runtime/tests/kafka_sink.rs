@@ -53,7 +53,10 @@ fn murmur2_matches_kafkas_reference_values() {
     assert_eq!(murmur2(b"foobar"), -790_332_482);
     assert_eq!(murmur2(b"a-little-bit-long-string"), -985_981_536);
     assert_eq!(murmur2(b"a-little-bit-longer-string"), -1_486_304_829);
-    assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58_897_971);
+    assert_eq!(
+        murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+        -58_897_971
+    );
     assert_eq!(murmur2(b"abc"), 479_470_107);
 }
 
@@ -64,19 +67,39 @@ fn events_are_keyed_by_saga_id_partitioned_like_java_and_carry_traceparent() {
     let partitions = 6;
     kafka.create_topic(&topic, partitions).expect("topic");
     let spool = tempfile::tempdir().expect("spool");
-    let sink = KafkaSink::builder(kafka.brokers()).topic(&topic).build().expect("sink");
-    let tracker = Tracker::builder().service("payment-service").sink(sink).spool_dir(spool.path()).build().expect("tracker");
+    let sink = KafkaSink::builder(kafka.brokers())
+        .topic(&topic)
+        .build()
+        .expect("sink");
+    let tracker = Tracker::builder()
+        .service("payment-service")
+        .sink(sink)
+        .spool_dir(spool.path())
+        .build()
+        .expect("tracker");
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let tracer = provider.tracer("test");
     let trace_id = tracer.in_span("charge", |cx| {
         for i in 0..30 {
             tracker
-                .record(Transition::new("OrderSaga", "charge_payment", format!("saga-{i}"), StepStatus::Started))
+                .record(Transition::new(
+                    "OrderSaga",
+                    "charge_payment",
+                    format!("saga-{i}"),
+                    StepStatus::Started,
+                ))
                 .expect("record");
         }
         cx.span().span_context().trace_id().to_string()
     });
-    tracker.record(Transition::new("OrderSaga", "charge_payment", "no-trace", StepStatus::Started)).expect("record");
+    tracker
+        .record(Transition::new(
+            "OrderSaga",
+            "charge_payment",
+            "no-trace",
+            StepStatus::Started,
+        ))
+        .expect("record");
     tracker.flush(T).expect("flush");
     assert_eq!(tracker.stats().delivered, 31);
 
@@ -86,7 +109,11 @@ fn events_are_keyed_by_saga_id_partitioned_like_java_and_carry_traceparent() {
         let event = codec::decode(message.payload().expect("payload")).expect("decode");
         let key = std::str::from_utf8(message.key().expect("key")).expect("utf8");
         assert_eq!(key, event.saga_id);
-        assert_eq!(message.partition(), java_partition(key, partitions), "partition of {key}");
+        assert_eq!(
+            message.partition(),
+            java_partition(key, partitions),
+            "partition of {key}"
+        );
         let traceparent = message
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == "traceparent"))
@@ -107,12 +134,21 @@ fn events_are_keyed_by_saga_id_partitioned_like_java_and_carry_traceparent() {
 fn bad_sink_configuration_is_a_clear_error_at_build() {
     let err = KafkaSink::builder("").build().expect_err("no brokers");
     assert!(matches!(err, SinkError::NoBrokers), "{err}");
-    let err = KafkaSink::builder("localhost:9092").topic("").build().expect_err("empty topic");
+    let err = KafkaSink::builder("localhost:9092")
+        .topic("")
+        .build()
+        .expect_err("empty topic");
     assert!(matches!(err, SinkError::EmptyTopic), "{err}");
-    let err = KafkaSink::builder("localhost:9092").set("no.such.property", "1").build().expect_err("unknown option");
+    let err = KafkaSink::builder("localhost:9092")
+        .set("no.such.property", "1")
+        .build()
+        .expect_err("unknown option");
     assert!(matches!(err, SinkError::Config(_)), "{err}");
     assert!(err.to_string().contains("no.such.property"), "{err}");
-    let err = KafkaSink::builder("localhost:9092").set("acks", "sometimes").build().expect_err("bad value");
+    let err = KafkaSink::builder("localhost:9092")
+        .set("acks", "sometimes")
+        .build()
+        .expect_err("bad value");
     assert!(err.to_string().contains("acks"), "{err}");
 }
 
@@ -127,12 +163,31 @@ fn unreachable_brokers_fail_the_connectivity_check_or_spool_at_first_send() {
 
     // Without the check the tracker builds; the first send fails, is counted, spooled and explained.
     let spool = tempfile::tempdir().expect("spool");
-    let sink = KafkaSink::builder("127.0.0.1:1").message_timeout(Duration::from_millis(500)).build().expect("sink");
-    let tracker = Tracker::builder().service("svc").sink(sink).spool_dir(spool.path()).build().expect("tracker");
-    tracker.record(Transition::new("OrderSaga", "reserve_stock", "saga-1", StepStatus::Started)).expect("record");
+    let sink = KafkaSink::builder("127.0.0.1:1")
+        .message_timeout(Duration::from_millis(500))
+        .build()
+        .expect("sink");
+    let tracker = Tracker::builder()
+        .service("svc")
+        .sink(sink)
+        .spool_dir(spool.path())
+        .build()
+        .expect("tracker");
+    tracker
+        .record(Transition::new(
+            "OrderSaga",
+            "reserve_stock",
+            "saga-1",
+            StepStatus::Started,
+        ))
+        .expect("record");
     let _ = tracker.flush(Duration::from_secs(10));
     let stats = tracker.stats();
-    assert_eq!((stats.failed, stats.spooled, stats.lost), (1, 1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.failed, stats.spooled, stats.lost),
+        (1, 1, 0),
+        "{stats:?}"
+    );
     let error = tracker.last_error().expect("an error is kept");
     assert!(error.contains("timed out"), "{error}");
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider as _};
 use saga_tracker::{
-    BuildError, JsonLinesSink, MemorySink, RecordError, StepError, StepStatus, Tracker, Transition, codec,
+    BuildError, JsonLinesSink, MemorySink, RecordError, StepError, StepStatus, Tracker, Transition,
+    codec,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -15,7 +16,12 @@ fn memory_tracker() -> (Tracker, MemorySink) {
 
 fn memory_tracker_named(service: &str) -> (Tracker, MemorySink) {
     let sink = MemorySink::new();
-    let tracker = Tracker::builder().service(service).sink(sink.clone()).without_spool().build().expect("build");
+    let tracker = Tracker::builder()
+        .service(service)
+        .sink(sink.clone())
+        .without_spool()
+        .build()
+        .expect("build");
     (tracker, sink)
 }
 
@@ -24,14 +30,23 @@ fn fills_in_ids_time_service_and_idempotency_key() {
     let (tracker, sink) = memory_tracker();
     let before = saga_tracker::event::system_time_to_micros(std::time::SystemTime::now());
     tracker
-        .record(Transition::new("OrderSaga", "charge_payment", "saga-7", StepStatus::Failed)
-            .attempt(2)
-            .order_id("order-7")
-            .duration(Duration::from_micros(1532))
-            .error(StepError::new("InsufficientFunds", "balance 10 < 25"))
-            .metadata("tenant", "acme"))
+        .record(
+            Transition::new("OrderSaga", "charge_payment", "saga-7", StepStatus::Failed)
+                .attempt(2)
+                .order_id("order-7")
+                .duration(Duration::from_micros(1532))
+                .error(StepError::new("InsufficientFunds", "balance 10 < 25"))
+                .metadata("tenant", "acme"),
+        )
         .expect("record");
-    tracker.record(Transition::new("OrderSaga", "charge_payment", "saga-7", StepStatus::Started)).expect("record");
+    tracker
+        .record(Transition::new(
+            "OrderSaga",
+            "charge_payment",
+            "saga-7",
+            StepStatus::Started,
+        ))
+        .expect("record");
     tracker.flush(T).expect("flush");
     let events = sink.events();
     assert_eq!(events.len(), 2);
@@ -43,7 +58,10 @@ fn fills_in_ids_time_service_and_idempotency_key() {
     assert_eq!(e.service, "order-service");
     assert_eq!(e.order_id.as_deref(), Some("order-7"));
     assert_eq!(e.duration_micros, Some(1532));
-    assert_eq!(e.error, Some(StepError::new("InsufficientFunds", "balance 10 < 25")));
+    assert_eq!(
+        e.error,
+        Some(StepError::new("InsufficientFunds", "balance 10 < 25"))
+    );
     assert_eq!(e.metadata.get("tenant").map(String::as_str), Some("acme"));
     assert!(e.recorded_at >= before && e.recorded_at <= events[1].recorded_at);
     assert!(!e.metadata.contains_key("traceId"), "no trace active");
@@ -58,7 +76,14 @@ fn trace_and_span_ids_of_the_current_opentelemetry_span_go_into_metadata_and_tra
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let tracer = provider.tracer("test");
     let (trace_id, span_id) = tracer.in_span("handle-order", |cx| {
-        tracker.record(Transition::new("OrderSaga", "reserve_stock", "saga-1", StepStatus::Started)).expect("record");
+        tracker
+            .record(Transition::new(
+                "OrderSaga",
+                "reserve_stock",
+                "saga-1",
+                StepStatus::Started,
+            ))
+            .expect("record");
         let sc = cx.span().span_context().clone();
         (sc.trace_id().to_string(), sc.span_id().to_string())
     });
@@ -68,32 +93,66 @@ fn trace_and_span_ids_of_the_current_opentelemetry_span_go_into_metadata_and_tra
     assert_eq!(message.event.metadata.get("spanId"), Some(&span_id));
     assert_eq!(message.event.trace_id(), Some(trace_id.as_str()));
     assert_eq!(trace_id.len(), 32);
-    assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-    assert_eq!(message.traceparent.as_deref(), Some(format!("00-{trace_id}-{span_id}-01").as_str()));
+    assert!(
+        trace_id
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    assert_eq!(
+        message.traceparent.as_deref(),
+        Some(format!("00-{trace_id}-{span_id}-01").as_str())
+    );
 }
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let err = Tracker::builder().service("  ").sink(MemorySink::new()).build().expect_err("empty service");
+    let err = Tracker::builder()
+        .service("  ")
+        .sink(MemorySink::new())
+        .build()
+        .expect_err("empty service");
     assert!(matches!(err, BuildError::EmptyService), "{err}");
     assert!(err.to_string().contains("service name is empty"));
-    let err = Tracker::builder().service("svc").build().expect_err("no sink");
+    let err = Tracker::builder()
+        .service("svc")
+        .build()
+        .expect_err("no sink");
     assert!(matches!(err, BuildError::NoSink), "{err}");
-    let err = Tracker::builder().service("svc").sink(MemorySink::new()).queue_capacity(0).build().expect_err("zero");
+    let err = Tracker::builder()
+        .service("svc")
+        .sink(MemorySink::new())
+        .queue_capacity(0)
+        .build()
+        .expect_err("zero");
     assert!(matches!(err, BuildError::ZeroQueueCapacity), "{err}");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("file");
     std::fs::write(&file, b"").expect("write");
-    let err =
-        Tracker::builder().service("svc").sink(MemorySink::new()).spool_dir(file.join("spool")).build().expect_err("spool");
+    let err = Tracker::builder()
+        .service("svc")
+        .sink(MemorySink::new())
+        .spool_dir(file.join("spool"))
+        .build()
+        .expect_err("spool");
     assert!(matches!(err, BuildError::Spool(_)), "{err}");
     assert!(err.to_string().contains("not writable"), "{err}");
 
     let (tracker, sink) = memory_tracker();
-    let err = tracker.record(Transition::new("OrderSaga", "reserve_stock", "", StepStatus::Started)).expect_err("empty id");
+    let err = tracker
+        .record(Transition::new(
+            "OrderSaga",
+            "reserve_stock",
+            "",
+            StepStatus::Started,
+        ))
+        .expect_err("empty id");
     assert!(matches!(err, RecordError::EmptySagaId { .. }), "{err}");
-    assert!(tracker.record(Transition::new("", "x", "s", StepStatus::Started)).is_err());
+    assert!(
+        tracker
+            .record(Transition::new("", "x", "s", StepStatus::Started))
+            .is_err()
+    );
     tracker.flush(T).expect("flush");
     assert!(sink.events().is_empty());
     assert_eq!(tracker.stats().recorded, 0);
@@ -104,7 +163,11 @@ fn a_full_queue_spools_on_the_callers_thread_instead_of_waiting() {
     /// A sink that blocks until released, so the worker's queue fills up.
     struct Gate(std::sync::Mutex<()>, MemorySink);
     impl saga_tracker::Sink for Gate {
-        fn send(&self, envelope: saga_tracker::sink::Envelope, delivery: saga_tracker::sink::Delivery) {
+        fn send(
+            &self,
+            envelope: saga_tracker::sink::Envelope,
+            delivery: saga_tracker::sink::Delivery,
+        ) {
             let _held = self.0.lock();
             self.1.send(envelope, delivery);
         }
@@ -126,7 +189,14 @@ fn a_full_queue_spools_on_the_callers_thread_instead_of_waiting() {
         .expect("build");
     let held = gate.0.lock().expect("lock");
     for i in 0..10 {
-        tracker.record(Transition::new("S", "step", format!("saga-{i}"), StepStatus::Started)).expect("record");
+        tracker
+            .record(Transition::new(
+                "S",
+                "step",
+                format!("saga-{i}"),
+                StepStatus::Started,
+            ))
+            .expect("record");
     }
     drop(held);
     tracker.flush(T).expect("flush");
@@ -149,9 +219,18 @@ fn a_full_queue_spools_on_the_callers_thread_instead_of_waiting() {
 #[test]
 fn a_corrupt_spool_file_is_set_aside_and_the_rest_replayed() {
     let spool = tempfile::tempdir().expect("tempdir");
-    std::fs::write(spool.path().join("00000000000000000001-x.spool"), b"garbage").expect("write");
+    std::fs::write(
+        spool.path().join("00000000000000000001-x.spool"),
+        b"garbage",
+    )
+    .expect("write");
     let (_, sink) = memory_tracker();
-    let tracker = Tracker::builder().service("svc").sink(sink.clone()).spool_dir(spool.path()).build().expect("build");
+    let tracker = Tracker::builder()
+        .service("svc")
+        .sink(sink.clone())
+        .spool_dir(spool.path())
+        .build()
+        .expect("build");
     let report = tracker.replay_spool().expect("replay");
     assert_eq!(report.corrupt, 1);
     assert!(spool.path().join("00000000000000000001-x.corrupt").exists());
@@ -168,11 +247,21 @@ fn json_lines_sink_writes_one_decoded_event_per_line() {
         .build()
         .expect("build");
     for status in [StepStatus::Started, StepStatus::Succeeded] {
-        tracker.record(Transition::new("OrderSaga", "reserve_stock", "saga-1", status)).expect("record");
+        tracker
+            .record(Transition::new(
+                "OrderSaga",
+                "reserve_stock",
+                "saga-1",
+                status,
+            ))
+            .expect("record");
     }
     tracker.flush(T).expect("flush");
     let text = std::fs::read_to_string(&path).expect("read");
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["status"], "SUCCEEDED");
     assert_eq!(lines[0]["sagaId"], "saga-1");
@@ -182,37 +271,77 @@ fn json_lines_sink_writes_one_decoded_event_per_line() {
 #[test]
 fn confluent_framing_when_a_schema_registry_id_is_configured() {
     let sink = MemorySink::new();
-    let tracker =
-        Tracker::builder().service("svc").sink(sink.clone()).without_spool().schema_registry_id(7).build().expect("build");
-    tracker.record(Transition::new("OrderSaga", "reserve_stock", "saga-1", StepStatus::Started)).expect("record");
+    let tracker = Tracker::builder()
+        .service("svc")
+        .sink(sink.clone())
+        .without_spool()
+        .schema_registry_id(7)
+        .build()
+        .expect("build");
+    tracker
+        .record(Transition::new(
+            "OrderSaga",
+            "reserve_stock",
+            "saga-1",
+            StepStatus::Started,
+        ))
+        .expect("record");
     tracker.flush(T).expect("flush");
     let payload = &sink.messages()[0].payload;
     assert_eq!(&payload[..5], &[0, 0, 0, 0, 7]);
-    assert_eq!(codec::decode_confluent(payload, 7).expect("decode").saga_id, "saga-1");
+    assert_eq!(
+        codec::decode_confluent(payload, 7).expect("decode").saga_id,
+        "saga-1"
+    );
 }
 
 #[test]
 fn scoped_default_overrides_the_global_one_on_this_thread() {
     let (tracker, _) = memory_tracker();
     saga_tracker::with_default(&tracker, || {
-        assert_eq!(saga_tracker::current().expect("scoped").service(), "order-service");
+        assert_eq!(
+            saga_tracker::current().expect("scoped").service(),
+            "order-service"
+        );
         let (inner, _) = memory_tracker_named("inner-service");
         saga_tracker::with_default(&inner, || {
-            assert_eq!(saga_tracker::current().expect("nested").service(), "inner-service");
+            assert_eq!(
+                saga_tracker::current().expect("nested").service(),
+                "inner-service"
+            );
         });
-        assert_eq!(saga_tracker::current().expect("restored").service(), "order-service");
+        assert_eq!(
+            saga_tracker::current().expect("restored").service(),
+            "order-service"
+        );
     });
     let other = std::thread::spawn(|| saga_tracker::current().map(|t| t.service().to_owned()));
-    assert_ne!(other.join().expect("thread").as_deref(), Some("order-service"), "scope is per thread");
+    assert_ne!(
+        other.join().expect("thread").as_deref(),
+        Some("order-service"),
+        "scope is per thread"
+    );
 }
 
 #[test]
 fn dropping_the_tracker_delivers_what_was_queued() {
     let sink = MemorySink::new();
     {
-        let tracker = Tracker::builder().service("svc").sink(sink.clone()).without_spool().build().expect("build");
+        let tracker = Tracker::builder()
+            .service("svc")
+            .sink(sink.clone())
+            .without_spool()
+            .build()
+            .expect("build");
         for i in 0..100 {
-            tracker.record(Transition::new("S", "step", format!("saga-{i}"), StepStatus::Started)).expect("record");
+            tracker
+                .record(Transition::new(
+                    "S",
+                    "step",
+                    format!("saga-{i}"),
+                    StepStatus::Started,
+                ))
+                .expect("record");
         }
     }
     assert_eq!(sink.events().len(), 100);

@@ -8,13 +8,20 @@ use saga_tracker::{SagaEvent, StepError, StepStatus};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/saga_tracker_v1.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/saga_tracker_v1.json"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).expect("vectors are JSON")
 }
 
 fn event_from_json(v: &Value) -> SagaEvent {
-    let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} is a string")).to_owned();
+    let s = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("{k} is a string"))
+            .to_owned()
+    };
     SagaEvent {
         event_id: s("eventId").parse().expect("uuid"),
         idempotency_key: s("idempotencyKey"),
@@ -27,9 +34,12 @@ fn event_from_json(v: &Value) -> SagaEvent {
         service: s("service"),
         recorded_at: v["recordedAt"].as_i64().expect("recordedAt"),
         duration_micros: v["durationMicros"].as_i64(),
-        error: v["error"]
-            .as_object()
-            .map(|e| StepError::new(e["kind"].as_str().expect("kind"), e["message"].as_str().expect("message"))),
+        error: v["error"].as_object().map(|e| {
+            StepError::new(
+                e["kind"].as_str().expect("kind"),
+                e["message"].as_str().expect("message"),
+            )
+        }),
         metadata: v["metadata"]
             .as_object()
             .expect("metadata")
@@ -45,22 +55,41 @@ fn hex(v: &Value) -> Vec<u8> {
 
 #[test]
 fn schema_file_is_byte_for_byte_the_contract() {
-    let contract = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/SagaTracker.v1.avsc"))
-        .expect("read contract");
+    let contract = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vectors/SagaTracker.v1.avsc"
+    ))
+    .expect("read contract");
     assert_eq!(schema::SCHEMA_JSON, contract);
-    let history = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/history/SagaTracker.v1.avsc"))
-        .expect("read history v1");
+    let history = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/history/SagaTracker.v1.avsc"
+    ))
+    .expect("read history v1");
     assert_eq!(history, contract);
 }
 
 #[test]
 fn canonical_form_and_fingerprint_match_the_spec() {
     let v = vectors();
-    assert_eq!(schema::canonical_form(), v["parsing_canonical_form"].as_str().expect("pcf"));
+    assert_eq!(
+        schema::canonical_form(),
+        v["parsing_canonical_form"].as_str().expect("pcf")
+    );
     assert_eq!(schema::computed_fingerprint(), FINGERPRINT_V1);
-    assert_eq!(hex::encode(FINGERPRINT_V1), v["fingerprint_crc64_avro_hex_le"].as_str().expect("fp"));
-    let fp: u64 = v["fingerprint_u64"].as_str().expect("u64").parse().expect("number");
-    assert_eq!(fingerprint::crc64_avro(schema::canonical_form().as_bytes()), fp);
+    assert_eq!(
+        hex::encode(FINGERPRINT_V1),
+        v["fingerprint_crc64_avro_hex_le"].as_str().expect("fp")
+    );
+    let fp: u64 = v["fingerprint_u64"]
+        .as_str()
+        .expect("u64")
+        .parse()
+        .expect("number");
+    assert_eq!(
+        fingerprint::crc64_avro(schema::canonical_form().as_bytes()),
+        fp
+    );
 }
 
 #[test]
@@ -73,11 +102,27 @@ fn every_valid_vector_encodes_to_its_bytes_and_decodes_back() {
         let event = event_from_json(&case["event"]);
         let mut datum = Vec::new();
         codec::write_datum(&event, &mut datum);
-        assert_eq!(hex::encode(&datum), case["datum_hex"].as_str().expect("datum"), "datum of {name}");
+        assert_eq!(
+            hex::encode(&datum),
+            case["datum_hex"].as_str().expect("datum"),
+            "datum of {name}"
+        );
         let message = codec::encode(&event);
-        assert_eq!(message, hex(&case["single_object_hex"]), "single-object bytes of {name}");
-        assert_eq!(codec::decode(&message).expect(name), event, "decode of {name}");
-        assert_eq!(codec::decode_datum(&datum).expect(name), event, "datum decode of {name}");
+        assert_eq!(
+            message,
+            hex(&case["single_object_hex"]),
+            "single-object bytes of {name}"
+        );
+        assert_eq!(
+            codec::decode(&message).expect(name),
+            event,
+            "decode of {name}"
+        );
+        assert_eq!(
+            codec::decode_datum(&datum).expect(name),
+            event,
+            "datum decode of {name}"
+        );
         // serde form uses the Avro field names: it reads back the vector's JSON.
         let json = serde_json::to_value(&event).expect("serialize");
         assert_eq!(json, case["event"], "JSON form of {name}");
@@ -98,14 +143,44 @@ fn every_invalid_vector_is_a_typed_error() {
                 matches!(&err, DecodeError::UnknownFingerprint { fingerprint, .. } if fingerprint == "0000000000000000")
             }
             "truncated_header" => matches!(err, DecodeError::TruncatedHeader { len: 6 }),
-            "truncated_body" => matches!(err, DecodeError::Truncated { .. } | DecodeError::LengthBeyondPayload { .. }),
+            "truncated_body" => matches!(
+                err,
+                DecodeError::Truncated { .. } | DecodeError::LengthBeyondPayload { .. }
+            ),
             "trailing_bytes" => matches!(err, DecodeError::TrailingBytes { count: 2, .. }),
-            "string_length_huge" => matches!(err, DecodeError::LengthBeyondPayload { field: "eventId", .. }),
+            "string_length_huge" => matches!(
+                err,
+                DecodeError::LengthBeyondPayload {
+                    field: "eventId",
+                    ..
+                }
+            ),
             "string_length_negative" => matches!(err, DecodeError::NegativeLength { len: -5, .. }),
-            "enum_index_out_of_range" => matches!(err, DecodeError::EnumIndexOutOfRange { index: 99, .. }),
-            "union_index_out_of_range" => matches!(err, DecodeError::UnionIndexOutOfRange { field: "orderId", index: 7, .. }),
-            "invalid_utf8" => matches!(err, DecodeError::InvalidUtf8 { field: "eventId", .. }),
-            "map_block_count_huge" => matches!(err, DecodeError::LengthBeyondPayload { field: "metadata", .. }),
+            "enum_index_out_of_range" => {
+                matches!(err, DecodeError::EnumIndexOutOfRange { index: 99, .. })
+            }
+            "union_index_out_of_range" => matches!(
+                err,
+                DecodeError::UnionIndexOutOfRange {
+                    field: "orderId",
+                    index: 7,
+                    ..
+                }
+            ),
+            "invalid_utf8" => matches!(
+                err,
+                DecodeError::InvalidUtf8 {
+                    field: "eventId",
+                    ..
+                }
+            ),
+            "map_block_count_huge" => matches!(
+                err,
+                DecodeError::LengthBeyondPayload {
+                    field: "metadata",
+                    ..
+                }
+            ),
             other => panic!("new invalid vector {other}: add an expectation ({err})"),
         };
         assert!(expected, "{name}: unexpected error {err:?}");
@@ -127,7 +202,10 @@ fn truncating_a_message_anywhere_is_an_error_never_a_panic() {
     for case in v["valid"].as_array().expect("valid[]") {
         let bytes = hex(&case["single_object_hex"]);
         for len in 0..bytes.len() {
-            assert!(codec::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
+            assert!(
+                codec::decode(&bytes[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
         }
         // Flipping any single byte must not panic (it may still decode).
         for i in 0..bytes.len() {
@@ -157,16 +235,34 @@ fn confluent_framing_round_trips_and_checks_the_schema_id() {
     assert_eq!(&bytes[..5], &[0, 0, 0, 0, 42]);
     assert_eq!(codec::decode_confluent(&bytes, 42).expect("decode"), event);
     assert_eq!(codec::decode_any(&bytes, Some(42)).expect("decode"), event);
-    assert!(matches!(codec::decode_confluent(&bytes, 7), Err(DecodeError::UnknownSchemaId { found: 42, expected: 7 })));
-    assert!(matches!(codec::decode_confluent(&bytes[..3], 42), Err(DecodeError::TruncatedHeader { len: 3 })));
+    assert!(matches!(
+        codec::decode_confluent(&bytes, 7),
+        Err(DecodeError::UnknownSchemaId {
+            found: 42,
+            expected: 7
+        })
+    ));
+    assert!(matches!(
+        codec::decode_confluent(&bytes[..3], 42),
+        Err(DecodeError::TruncatedHeader { len: 3 })
+    ));
 }
 
 #[test]
 fn status_symbols_follow_the_schema_order() {
     let schema: Value = serde_json::from_str(schema::SCHEMA_JSON).expect("json");
-    let status = schema["fields"].as_array().expect("fields").iter().find(|f| f["name"] == "status").expect("status");
-    let symbols: Vec<&str> =
-        status["type"]["symbols"].as_array().expect("symbols").iter().map(|s| s.as_str().expect("str")).collect();
+    let status = schema["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["name"] == "status")
+        .expect("status");
+    let symbols: Vec<&str> = status["type"]["symbols"]
+        .as_array()
+        .expect("symbols")
+        .iter()
+        .map(|s| s.as_str().expect("str"))
+        .collect();
     let ours: Vec<&str> = StepStatus::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(symbols, ours);
     assert_eq!(status["type"]["default"], "UNKNOWN");

@@ -19,7 +19,11 @@ pub enum Assignment {
 /// Everything the service needs to run. Build it with [`Config::parse`] (flags + environment) or
 /// [`Config::new`] and the `with_*` setters.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "saga-tracker-service", version, about = "saga.tracker -> PostgreSQL, timeline API, Prometheus metrics")]
+#[command(
+    name = "saga-tracker-service",
+    version,
+    about = "saga.tracker -> PostgreSQL, timeline API, Prometheus metrics"
+)]
 pub struct Config {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL")]
@@ -126,10 +130,10 @@ impl Config {
         if self.batch_size == 0 {
             return Err(ConfigError::ZeroBatch);
         }
-        if let Some(schema) = &self.database_schema {
-            if !is_identifier(schema) {
-                return Err(ConfigError::BadSchema(schema.clone()));
-            }
+        if let Some(schema) = &self.database_schema
+            && !is_identifier(schema)
+        {
+            return Err(ConfigError::BadSchema(schema.clone()));
         }
         if matches!(&self.api_token, Some(t) if t.is_empty()) {
             return Err(ConfigError::Empty("API token"));
@@ -159,7 +163,9 @@ pub enum ConfigError {
     #[error("the batch size must be at least 1")]
     ZeroBatch,
     /// A schema name that is not a plain identifier.
-    #[error("database schema `{0}` is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)")]
+    #[error(
+        "database schema `{0}` is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)"
+    )]
     BadSchema(String),
 }
 
@@ -198,7 +204,13 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(c.assignment, Assignment::AssignAll);
-        assert_eq!(c.kafka_properties, vec![("security.protocol".to_owned(), "ssl".to_owned())]);
-        assert!(Config::try_parse_from(["svc", "--database-url", "x", "--kafka-property", "novalue"]).is_err());
+        assert_eq!(
+            c.kafka_properties,
+            vec![("security.protocol".to_owned(), "ssl".to_owned())]
+        );
+        assert!(
+            Config::try_parse_from(["svc", "--database-url", "x", "--kafka-property", "novalue"])
+                .is_err()
+        );
     }
 }

@@ -34,10 +34,13 @@ pub fn check(writer: &Schema, reader: &Schema) -> Vec<Incompatibility> {
     if found.is_empty() {
         // The walker mirrors apache-avro; should they ever disagree, apache-avro's verdict stands,
         // except for the enum-default rule documented above.
-        if let Err(err) = SchemaCompatibility::can_read(writer, reader) {
-            if !is_missing_symbols(&err) {
-                found.push(Incompatibility { field: "<root>".into(), reason: err.to_string() });
-            }
+        if let Err(err) = SchemaCompatibility::can_read(writer, reader)
+            && !is_missing_symbols(&err)
+        {
+            found.push(Incompatibility {
+                field: "<root>".into(),
+                reason: err.to_string(),
+            });
         }
     }
     found
@@ -116,7 +119,11 @@ pub fn describe(schema: &Schema) -> String {
 }
 
 fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_owned() } else { format!("{path}.{field}") }
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 fn same_shape(w: &Schema, r: &Schema) -> bool {
@@ -132,7 +139,11 @@ fn same_shape(w: &Schema, r: &Schema) -> bool {
 impl<'a> Walker<'a> {
     fn resolve(&self, schema: &'a Schema, writer: bool) -> &'a Schema {
         if let Schema::Ref { name } = schema {
-            let names = if writer { &self.writer_names } else { &self.reader_names };
+            let names = if writer {
+                &self.writer_names
+            } else {
+                &self.reader_names
+            };
             if let Some(found) = names.get(name) {
                 return found;
             }
@@ -141,7 +152,11 @@ impl<'a> Walker<'a> {
     }
 
     fn push(&mut self, path: &str, reason: String) {
-        let field = if path.is_empty() { "<root>".to_owned() } else { path.to_owned() };
+        let field = if path.is_empty() {
+            "<root>".to_owned()
+        } else {
+            path.to_owned()
+        };
         self.found.push(Incompatibility { field, reason });
     }
 
@@ -156,11 +171,28 @@ impl<'a> Walker<'a> {
         match (w, r) {
             (Schema::Record(wr), Schema::Record(rr)) => self.records(path, wr, rr),
             (Schema::Enum(we), Schema::Enum(re)) => {
-                if we.name != re.name && !re.aliases.iter().flatten().any(|a| a.fullname(None) == we.name.fullname(None)) {
-                    self.push(path, format!("enum renamed from {} to {}", we.name.fullname(None), re.name.fullname(None)));
+                if we.name != re.name
+                    && !re
+                        .aliases
+                        .iter()
+                        .flatten()
+                        .any(|a| a.fullname(None) == we.name.fullname(None))
+                {
+                    self.push(
+                        path,
+                        format!(
+                            "enum renamed from {} to {}",
+                            we.name.fullname(None),
+                            re.name.fullname(None)
+                        ),
+                    );
                 }
-                let missing: Vec<&str> =
-                    we.symbols.iter().filter(|s| !re.symbols.contains(s)).map(String::as_str).collect();
+                let missing: Vec<&str> = we
+                    .symbols
+                    .iter()
+                    .filter(|s| !re.symbols.contains(s))
+                    .map(String::as_str)
+                    .collect();
                 if !missing.is_empty() && re.default.is_none() {
                     self.push(
                         path,
@@ -172,26 +204,36 @@ impl<'a> Walker<'a> {
                     );
                 }
             }
-            (Schema::Array(wa), Schema::Array(ra)) => self.walk(&format!("{path}[]"), &wa.items, &ra.items),
-            (Schema::Map(wm), Schema::Map(rm)) => self.walk(&format!("{path}{{}}"), &wm.types, &rm.types),
+            (Schema::Array(wa), Schema::Array(ra)) => {
+                self.walk(&format!("{path}[]"), &wa.items, &ra.items)
+            }
+            (Schema::Map(wm), Schema::Map(rm)) => {
+                self.walk(&format!("{path}{{}}"), &wm.types, &rm.types)
+            }
             (Schema::Union(wu), _) => {
                 for branch in wu.variants() {
                     let branch = self.resolve(branch, true);
                     match r {
-                        Schema::Union(ru) => self.into_union(path, branch, ru.variants(), w, r),
+                        Schema::Union(ru) => self.through_union(path, branch, ru.variants(), w, r),
                         _ => self.walk(path, branch, r),
                     }
                 }
             }
-            (_, Schema::Union(ru)) => self.into_union(path, w, ru.variants(), w, r),
+            (_, Schema::Union(ru)) => self.through_union(path, w, ru.variants(), w, r),
             _ => {
                 if let Err(err) = SchemaCompatibility::can_read(w, r) {
                     let reason = match err {
                         apache_avro::error::CompatibilityError::WrongType { .. }
                         | apache_avro::error::CompatibilityError::TypeExpected { .. } => {
-                            format!("type changed: the writer's {} cannot be read as {}", describe(w), describe(r))
+                            format!(
+                                "type changed: the writer's {} cannot be read as {}",
+                                describe(w),
+                                describe(r)
+                            )
                         }
-                        other => format!("{other} (writer {}, reader {})", describe(w), describe(r)),
+                        other => {
+                            format!("{other} (writer {}, reader {})", describe(w), describe(r))
+                        }
                     };
                     self.push(path, reason);
                 }
@@ -202,7 +244,14 @@ impl<'a> Walker<'a> {
 
     /// A writer type read through a reader union: the first branch of the same named type or shape is
     /// resolved field by field; otherwise any branch apache-avro accepts will do.
-    fn into_union(&mut self, path: &str, w: &'a Schema, branches: &'a [Schema], whole_w: &Schema, whole_r: &Schema) {
+    fn through_union(
+        &mut self,
+        path: &str,
+        w: &'a Schema,
+        branches: &'a [Schema],
+        whole_w: &Schema,
+        whole_r: &Schema,
+    ) {
         for branch in branches {
             let branch = self.resolve(branch, false);
             if same_shape(w, branch) {
@@ -212,8 +261,10 @@ impl<'a> Walker<'a> {
         }
         let readable = branches.iter().any(|b| {
             let b = self.resolve(b, false);
-            !matches!(b, Schema::Record(_) | Schema::Enum(_) | Schema::Array(_) | Schema::Map(_))
-                && SchemaCompatibility::can_read(w, b).is_ok()
+            !matches!(
+                b,
+                Schema::Record(_) | Schema::Enum(_) | Schema::Array(_) | Schema::Map(_)
+            ) && SchemaCompatibility::can_read(w, b).is_ok()
         });
         if !readable {
             self.push(
@@ -229,23 +280,36 @@ impl<'a> Walker<'a> {
     }
 
     fn records(&mut self, path: &str, w: &'a RecordSchema, r: &'a RecordSchema) {
-        if w.name != r.name && !r.aliases.iter().flatten().any(|a| a.fullname(None) == w.name.fullname(None)) {
-            self.push(path, format!("record renamed from {} to {}", w.name.fullname(None), r.name.fullname(None)));
+        if w.name != r.name
+            && !r
+                .aliases
+                .iter()
+                .flatten()
+                .any(|a| a.fullname(None) == w.name.fullname(None))
+        {
+            self.push(
+                path,
+                format!(
+                    "record renamed from {} to {}",
+                    w.name.fullname(None),
+                    r.name.fullname(None)
+                ),
+            );
         }
         for field in &r.fields {
             let names = std::iter::once(&field.name).chain(field.aliases.iter().flatten());
             let writer_field = names
                 .filter_map(|n| w.lookup.get(n).map(|&pos| &w.fields[pos]))
-                .find(|wf| field.name == wf.name || field.aliases.iter().flatten().any(|a| *a == wf.name));
+                .find(|wf| {
+                    field.name == wf.name || field.aliases.iter().flatten().any(|a| *a == wf.name)
+                });
             match writer_field {
                 Some(wf) => self.walk(&join(path, &field.name), &wf.schema, &field.schema),
                 None if field.default.is_none() => self.push(
                     &join(path, &field.name),
                     format!(
-                        "field `{}` is read by {} but not written by {} and has no default",
-                        field.name,
-                        reader_label(r),
-                        writer_label(w)
+                        "missing from the writer's {} and the reader declares no default for it",
+                        w.name.fullname(None)
                     ),
                 ),
                 None => {}
@@ -254,21 +318,15 @@ impl<'a> Walker<'a> {
     }
 }
 
-fn reader_label(r: &RecordSchema) -> String {
-    format!("the reader's {}", r.name.fullname(None))
-}
-
-fn writer_label(w: &RecordSchema) -> String {
-    format!("the writer's {}", w.name.fullname(None))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn schema(fields: &str) -> Schema {
-        Schema::parse_str(&format!(r#"{{"type":"record","name":"E","namespace":"t","fields":[{fields}]}}"#))
-            .expect("test schema parses")
+        Schema::parse_str(&format!(
+            r#"{{"type":"record","name":"E","namespace":"t","fields":[{fields}]}}"#
+        ))
+        .expect("test schema parses")
     }
 
     #[test]
@@ -284,7 +342,11 @@ mod tests {
         let found = check(&old, &new);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "b");
-        assert!(found[0].reason.contains("no default"), "{}", found[0].reason);
+        assert!(
+            found[0].reason.contains("no default"),
+            "{}",
+            found[0].reason
+        );
         assert!(check(&new, &old).is_empty());
     }
 
@@ -294,7 +356,11 @@ mod tests {
         let new = schema(r#"{"name":"a","type":"int"}"#);
         let found = check(&old, &new);
         assert_eq!(found[0].field, "a");
-        assert!(found[0].reason.contains("string") && found[0].reason.contains("int"), "{}", found[0].reason);
+        assert!(
+            found[0].reason.contains("string") && found[0].reason.contains("int"),
+            "{}",
+            found[0].reason
+        );
     }
 
     #[test]
@@ -326,7 +392,9 @@ mod tests {
             ))
         };
         let without_default = |symbols: &str| {
-            schema(&format!(r#"{{"name":"s","type":{{"type":"enum","name":"S","symbols":[{symbols}]}}}}"#))
+            schema(&format!(
+                r#"{{"name":"s","type":{{"type":"enum","name":"S","symbols":[{symbols}]}}}}"#
+            ))
         };
         assert!(check(&with_default(r#""A","U","B""#), &with_default(r#""A","U""#)).is_empty());
         let found = check(&without_default(r#""A","B""#), &without_default(r#""A""#));

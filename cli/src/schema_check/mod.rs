@@ -2,6 +2,7 @@
 
 pub mod compat;
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use apache_avro::Schema;
@@ -27,12 +28,17 @@ pub fn fingerprint_hex(schema_json: &serde_json::Value) -> Result<String, String
 fn load(path: &Path, label: String) -> Result<Loaded, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| CliError::read("schema", path, e))?;
     let parsed = (|| {
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
         let fingerprint = fingerprint_hex(&json)?;
         let schema = Schema::parse(&json).map_err(|e| format!("not a valid Avro schema: {e}"))?;
         Ok((schema, fingerprint))
     })();
-    Ok(Loaded { path: path.to_path_buf(), label, parsed })
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        label,
+        parsed,
+    })
 }
 
 /// `SagaTracker.v12.avsc` → (Some(12), "v12"); other names sort after, by name.
@@ -50,7 +56,8 @@ fn version_of(file_name: &str) -> (Option<u64>, String) {
 }
 
 fn history_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, CliError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| CliError::read("history directory", dir, e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| CliError::read("history directory", dir, e))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| CliError::read("history directory", dir, e))?;
@@ -61,10 +68,15 @@ fn history_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, CliError> {
         }
     }
     if files.is_empty() {
-        return Err(CliError::EmptyHistory { path: dir.to_path_buf() });
+        return Err(CliError::EmptyHistory {
+            path: dir.to_path_buf(),
+        });
     }
     files.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
-    Ok(files.into_iter().map(|(_, _, path, label)| (path, label)).collect())
+    Ok(files
+        .into_iter()
+        .map(|(_, _, path, label)| (path, label))
+        .collect())
 }
 
 fn mark(ok: bool) -> &'static str {
@@ -81,24 +93,44 @@ pub fn run(schema: &Path, history: &Path) -> Result<bool, CliError> {
         .map(|(path, label)| load(&path, label))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let mut out = String::new();
     let mut ok = true;
     let current_schema = match &current.parsed {
         Ok((schema, fingerprint)) => {
-            println!("current  {}  fingerprint {fingerprint}", paths::display(&current.path));
+            let _ = writeln!(
+                out,
+                "current  {}  fingerprint {fingerprint}",
+                paths::display(&current.path)
+            );
             schema
         }
         Err(reason) => {
-            println!("✗ current  {}: {reason}", paths::display(&current.path));
+            let _ = writeln!(
+                out,
+                "✗ current  {}: {reason}",
+                paths::display(&current.path)
+            );
+            crate::output::print(&out)?;
             return Ok(false);
         }
     };
-    println!("history  {} ({} version(s))", paths::display(&history_dir), versions.len());
+    let _ = writeln!(
+        out,
+        "history  {} ({} version(s))",
+        paths::display(&history_dir),
+        versions.len()
+    );
     for version in &versions {
         let (old, fingerprint) = match &version.parsed {
             Ok(parsed) => parsed,
             Err(reason) => {
                 ok = false;
-                println!("✗ {}  {}: {reason}", version.label, paths::display(&version.path));
+                let _ = writeln!(
+                    out,
+                    "✗ {}  {}: {reason}",
+                    version.label,
+                    paths::display(&version.path)
+                );
                 continue;
             }
         };
@@ -107,7 +139,8 @@ pub fn run(schema: &Path, history: &Path) -> Result<bool, CliError> {
         let forward = compat::check(current_schema, old);
         let version_ok = backward.is_empty() && forward.is_empty();
         ok &= version_ok;
-        println!(
+        let _ = writeln!(
+            out,
             "{} {}  {}  fingerprint {fingerprint}  backward {}  forward {}",
             mark(version_ok),
             version.label,
@@ -116,23 +149,29 @@ pub fn run(schema: &Path, history: &Path) -> Result<bool, CliError> {
             mark(forward.is_empty()),
         );
         for item in &backward {
-            println!(
+            let _ = writeln!(
+                out,
                 "    backward (current reads {} data): field `{}`: {}",
                 version.label, item.field, item.reason
             );
         }
         for item in &forward {
-            println!(
+            let _ = writeln!(
+                out,
                 "    forward ({} reads current data): field `{}`: {}",
                 version.label, item.field, item.reason
             );
         }
     }
     if ok {
-        println!("compatible: the current schema is backward and forward compatible with every version");
+        let _ = writeln!(
+            out,
+            "compatible: the current schema is backward and forward compatible with every version"
+        );
     } else {
-        println!("INCOMPATIBLE: see the ✗ lines above");
+        let _ = writeln!(out, "INCOMPATIBLE: see the ✗ lines above");
     }
+    crate::output::print(&out)?;
     Ok(ok)
 }
 
@@ -142,7 +181,10 @@ mod tests {
 
     #[test]
     fn version_labels_come_from_the_file_name() {
-        assert_eq!(version_of("SagaTracker.v12.avsc"), (Some(12), "v12".to_owned()));
+        assert_eq!(
+            version_of("SagaTracker.v12.avsc"),
+            (Some(12), "v12".to_owned())
+        );
         assert_eq!(version_of("draft.avsc"), (None, "draft".to_owned()));
     }
 
@@ -150,6 +192,9 @@ mod tests {
     fn repository_schema_has_the_v1_fingerprint() {
         let json: serde_json::Value =
             serde_json::from_str(saga_tracker::schema::SCHEMA_JSON).expect("schema is JSON");
-        assert_eq!(fingerprint_hex(&json).expect("fingerprint"), "4ea4c63af7f12518");
+        assert_eq!(
+            fingerprint_hex(&json).expect("fingerprint"),
+            "4ea4c63af7f12518"
+        );
     }
 }

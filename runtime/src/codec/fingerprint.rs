@@ -112,7 +112,11 @@ fn write_pcf(
                     out.push_str("{\"name\":");
                     out.push_str(&json_str(&full));
                     out.push_str(",\"type\":");
-                    out.push_str(&json_str(if ty_name == "error" { "record" } else { ty_name }));
+                    out.push_str(&json_str(if ty_name == "error" {
+                        "record"
+                    } else {
+                        ty_name
+                    }));
                     match ty_name {
                         "enum" => {
                             out.push_str(",\"symbols\":");
@@ -122,16 +126,18 @@ fn write_pcf(
                             out.push_str(&symbols.to_string());
                         }
                         "fixed" => {
-                            let size = map.get("size").and_then(Value::as_u64).ok_or_else(|| {
-                                SchemaFormError(format!("fixed {full} without size"))
-                            })?;
+                            let size =
+                                map.get("size").and_then(Value::as_u64).ok_or_else(|| {
+                                    SchemaFormError(format!("fixed {full} without size"))
+                                })?;
                             out.push_str(&format!(",\"size\":{size}"));
                         }
                         _ => {
                             out.push_str(",\"fields\":[");
-                            let fields = map.get("fields").and_then(Value::as_array).ok_or_else(
-                                || SchemaFormError(format!("record {full} without fields")),
-                            )?;
+                            let fields =
+                                map.get("fields").and_then(Value::as_array).ok_or_else(|| {
+                                    SchemaFormError(format!("record {full} without fields"))
+                                })?;
                             for (i, field) in fields.iter().enumerate() {
                                 if i > 0 {
                                     out.push(',');
@@ -156,7 +162,11 @@ fn write_pcf(
                     Ok(())
                 }
                 "array" | "map" => {
-                    let key = if ty_name == "array" { "items" } else { "values" };
+                    let key = if ty_name == "array" {
+                        "items"
+                    } else {
+                        "values"
+                    };
                     let inner = map
                         .get(key)
                         .ok_or_else(|| SchemaFormError(format!("{ty_name} without {key}")))?;
@@ -171,7 +181,9 @@ fn write_pcf(
                 primitive => write_pcf(&Value::String(primitive.to_owned()), namespace, seen, out),
             }
         }
-        other => Err(SchemaFormError(format!("unexpected JSON in a schema: {other}"))),
+        other => Err(SchemaFormError(format!(
+            "unexpected JSON in a schema: {other}"
+        ))),
     }
 }
 

@@ -208,7 +208,9 @@ pub fn single_object_datum(message: &[u8]) -> Result<&[u8], DecodeError> {
     }
     let magic_len = message.len().min(2);
     if message[..magic_len] != SINGLE_OBJECT_MAGIC[..magic_len] {
-        return Err(DecodeError::BadMagic { found: message[..magic_len].to_vec() });
+        return Err(DecodeError::BadMagic {
+            found: message[..magic_len].to_vec(),
+        });
     }
     if message.len() < SINGLE_OBJECT_HEADER_LEN {
         return Err(DecodeError::TruncatedHeader { len: message.len() });
@@ -229,21 +231,29 @@ pub fn decode_confluent(message: &[u8], expected_schema_id: u32) -> Result<SagaE
         return Err(DecodeError::Empty);
     }
     if message[0] != 0 {
-        return Err(DecodeError::BadMagic { found: message[..1].to_vec() });
+        return Err(DecodeError::BadMagic {
+            found: message[..1].to_vec(),
+        });
     }
     if message.len() < 5 {
         return Err(DecodeError::TruncatedHeader { len: message.len() });
     }
     let found = u32::from_be_bytes([message[1], message[2], message[3], message[4]]);
     if found != expected_schema_id {
-        return Err(DecodeError::UnknownSchemaId { found, expected: expected_schema_id });
+        return Err(DecodeError::UnknownSchemaId {
+            found,
+            expected: expected_schema_id,
+        });
     }
     decode_datum(&message[5..])
 }
 
 /// Decodes a message in either framing: single-object (`C3 01`) or, when `confluent_schema_id` is given,
 /// Confluent (`00`).
-pub fn decode_any(message: &[u8], confluent_schema_id: Option<u32>) -> Result<SagaEvent, DecodeError> {
+pub fn decode_any(
+    message: &[u8],
+    confluent_schema_id: Option<u32>,
+) -> Result<SagaEvent, DecodeError> {
     match (message.first(), confluent_schema_id) {
         (Some(0), Some(id)) => decode_confluent(message, id),
         _ => decode(message),

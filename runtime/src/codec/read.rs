@@ -25,11 +25,17 @@ impl<'a> Reader<'a> {
         let mut shift = 0u32;
         loop {
             let Some(&b) = self.bytes.get(self.pos) else {
-                return Err(DecodeError::Truncated { field, offset: self.pos });
+                return Err(DecodeError::Truncated {
+                    field,
+                    offset: self.pos,
+                });
             };
             self.pos += 1;
             if shift == 63 && b > 1 {
-                return Err(DecodeError::VarintOverflow { field, offset: self.pos - 1 });
+                return Err(DecodeError::VarintOverflow {
+                    field,
+                    offset: self.pos - 1,
+                });
             }
             n |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -37,7 +43,10 @@ impl<'a> Reader<'a> {
             }
             shift += 7;
             if shift > 63 {
-                return Err(DecodeError::VarintOverflow { field, offset: self.pos - 1 });
+                return Err(DecodeError::VarintOverflow {
+                    field,
+                    offset: self.pos - 1,
+                });
             }
         }
         Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
@@ -46,7 +55,11 @@ impl<'a> Reader<'a> {
     fn int(&mut self, field: &'static str) -> Result<i32, DecodeError> {
         let offset = self.pos;
         let v = self.long(field)?;
-        i32::try_from(v).map_err(|_| DecodeError::IntOutOfRange { field, offset, value: v })
+        i32::try_from(v).map_err(|_| DecodeError::IntOutOfRange {
+            field,
+            offset,
+            value: v,
+        })
     }
 
     fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
@@ -73,7 +86,11 @@ impl<'a> Reader<'a> {
         let offset = self.pos;
         let index = self.long(field)?;
         if !(0..branches).contains(&index) {
-            return Err(DecodeError::UnionIndexOutOfRange { field, offset, index });
+            return Err(DecodeError::UnionIndexOutOfRange {
+                field,
+                offset,
+                index,
+            });
         }
         Ok(index)
     }
@@ -115,7 +132,10 @@ impl<'a> Reader<'a> {
         };
         let metadata = self.metadata()?;
         if self.remaining() > 0 {
-            return Err(DecodeError::TrailingBytes { offset: self.pos, count: self.remaining() });
+            return Err(DecodeError::TrailingBytes {
+                offset: self.pos,
+                count: self.remaining(),
+            });
         }
         // The uuid logical type is checked last, so a structural defect is reported as such.
         let event_id = uuid::Uuid::try_parse(event_id).map_err(|_| DecodeError::InvalidUuid {

@@ -17,7 +17,9 @@ pub struct JsonLinesSink {
 
 impl std::fmt::Debug for JsonLinesSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonLinesSink").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("JsonLinesSink")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
     }
 }
 
@@ -29,7 +31,10 @@ impl JsonLinesSink {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| SinkError::Io { path: path.to_owned(), source })?;
+            .map_err(|source| SinkError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Self::to_writer(path.display().to_string(), file))
     }
 
@@ -40,7 +45,10 @@ impl JsonLinesSink {
 
     /// Writes to any writer; `name` is used in messages.
     pub fn to_writer(name: impl Into<String>, writer: impl Write + Send + 'static) -> Self {
-        JsonLinesSink { target: name.into(), out: Mutex::new(BufWriter::new(Box::new(writer))) }
+        JsonLinesSink {
+            target: name.into(),
+            out: Mutex::new(BufWriter::new(Box::new(writer))),
+        }
     }
 }
 
@@ -67,7 +75,10 @@ impl Sink for JsonLinesSink {
             path: PathBuf::from(&self.target),
             source: std::io::Error::other("writer poisoned"),
         })?;
-        out.flush().map_err(|source| SinkError::Io { path: PathBuf::from(&self.target), source })
+        out.flush().map_err(|source| SinkError::Io {
+            path: PathBuf::from(&self.target),
+            source,
+        })
     }
 
     fn describe(&self) -> String {

@@ -15,8 +15,8 @@ use super::{Delivery, Envelope, Sink, SinkError};
 /// The topic every service publishes to.
 pub const DEFAULT_TOPIC: &str = "saga.tracker";
 
-/// Properties set unless the caller overrides them (see librdkafka's CONFIGURATION.md).
-const DEFAULTS: [(&str, &str); 5] = [
+/// Producer properties set unless the caller overrides them (see librdkafka's CONFIGURATION.md).
+pub const PRODUCER_DEFAULTS: [(&str, &str); 5] = [
     ("enable.idempotence", "true"),
     ("acks", "all"),
     // The Java client's default partitioner: a saga lands on the same partition from Java and Rust producers.
@@ -78,7 +78,7 @@ impl KafkaSinkBuilder {
         }
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
-        for (k, v) in DEFAULTS {
+        for (k, v) in PRODUCER_DEFAULTS {
             config.set(k, v);
         }
         for (k, v) in &self.properties {
@@ -124,7 +124,10 @@ pub struct KafkaSink {
 
 impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSink").field("topic", &self.topic).field("brokers", &self.brokers).finish_non_exhaustive()
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.topic)
+            .field("brokers", &self.brokers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,7 +152,10 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn send(&self, envelope: Envelope, delivery: Delivery) {
         let headers = envelope.traceparent.as_deref().map(|tp| {
-            OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(tp) })
+            OwnedHeaders::new().insert(Header {
+                key: "traceparent",
+                value: Some(tp),
+            })
         });
         let key: &str = &envelope.key;
         let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(delivery))
@@ -169,7 +175,8 @@ impl Sink for KafkaSink {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((err, back)) => {
-                    back.delivery_opaque.failed(key, &envelope.payload, &err.to_string());
+                    back.delivery_opaque
+                        .failed(key, &envelope.payload, &err.to_string());
                     return;
                 }
             }
@@ -177,7 +184,9 @@ impl Sink for KafkaSink {
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer.flush(timeout).map_err(|_| SinkError::FlushTimeout(timeout))
+        self.producer
+            .flush(timeout)
+            .map_err(|_| SinkError::FlushTimeout(timeout))
     }
 
     fn describe(&self) -> String {
@@ -201,7 +210,10 @@ impl ProducerContext for SinkContext {
         match result {
             Ok(_) => delivery.delivered(),
             Err((err, message)) => {
-                let key = message.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+                let key = message
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .unwrap_or("");
                 delivery.failed(key, message.payload().unwrap_or(&[]), &err.to_string());
             }
         }

@@ -42,7 +42,9 @@ impl MemorySink {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<RecordedMessage>> {
-        self.messages.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every message so far.
@@ -57,7 +59,11 @@ impl MemorySink {
 
     /// The events of one saga, in arrival order.
     pub fn events_of(&self, saga_id: &str) -> Vec<SagaEvent> {
-        self.lock().iter().filter(|m| m.event.saga_id == saga_id).map(|m| m.event.clone()).collect()
+        self.lock()
+            .iter()
+            .filter(|m| m.event.saga_id == saga_id)
+            .map(|m| m.event.clone())
+            .collect()
     }
 
     /// Removes and returns every message.
@@ -82,7 +88,11 @@ impl Sink for MemorySink {
                 });
                 delivery.delivered();
             }
-            Err(err) => delivery.failed(&envelope.key, &envelope.payload, &format!("undecodable payload: {err}")),
+            Err(err) => delivery.failed(
+                &envelope.key,
+                &envelope.payload,
+                &format!("undecodable payload: {err}"),
+            ),
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use json_lines::JsonLinesSink;
-pub use kafka::{KafkaSink, KafkaSinkBuilder, DEFAULT_TOPIC};
+pub use kafka::{DEFAULT_TOPIC, KafkaSink, KafkaSinkBuilder, PRODUCER_DEFAULTS};
 pub use memory::{MemorySink, RecordedMessage};
 use uuid::Uuid;
 
@@ -119,7 +119,14 @@ impl Reporter {
     }
 
     /// Counts a failure of a live event and keeps it in the spool.
-    pub(crate) fn spool_failed(&self, event_id: Uuid, recorded_at: i64, key: &str, payload: &[u8], reason: &str) {
+    pub(crate) fn spool_failed(
+        &self,
+        event_id: Uuid,
+        recorded_at: i64,
+        key: &str,
+        payload: &[u8],
+        reason: &str,
+    ) {
         Counters::bump(&self.counters.failed);
         match &self.spool {
             Some(spool) => match spool.append(recorded_at, event_id, key, payload) {
@@ -147,8 +154,18 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(crate) fn new(reporter: Arc<Reporter>, origin: Origin, event_id: Uuid, recorded_at: i64) -> Self {
-        Delivery { reporter, origin, event_id, recorded_at }
+    pub(crate) fn new(
+        reporter: Arc<Reporter>,
+        origin: Origin,
+        event_id: Uuid,
+        recorded_at: i64,
+    ) -> Self {
+        Delivery {
+            reporter,
+            origin,
+            event_id,
+            recorded_at,
+        }
     }
 
     /// The transport acknowledged the event.
@@ -158,7 +175,9 @@ impl Delivery {
         if let (Origin::Spooled(path), Some(spool)) = (&self.origin, &self.reporter.spool) {
             match spool.release(path, true) {
                 Ok(()) => Counters::bump(&counters.replayed),
-                Err(err) => tracing::warn!(%err, "saga-tracker: replayed event delivered but its spool file could not be removed"),
+                Err(err) => {
+                    tracing::warn!(%err, "saga-tracker: replayed event delivered but its spool file could not be removed")
+                }
             }
         }
     }
@@ -167,7 +186,8 @@ impl Delivery {
     pub fn failed(self, key: &str, payload: &[u8], reason: &str) {
         match &self.origin {
             Origin::Live => {
-                self.reporter.spool_failed(self.event_id, self.recorded_at, key, payload, reason);
+                self.reporter
+                    .spool_failed(self.event_id, self.recorded_at, key, payload, reason);
             }
             Origin::Spooled(path) => {
                 Counters::bump(&self.reporter.counters.failed);
@@ -176,6 +196,7 @@ impl Delivery {
                 }
             }
         }
-        self.reporter.note_error(format!("delivery of {} failed: {reason}", self.event_id));
+        self.reporter
+            .note_error(format!("delivery of {} failed: {reason}", self.event_id));
     }
 }

@@ -20,7 +20,9 @@ pub enum BuildError {
     #[error("the service name is empty: set it with Tracker::builder().service(\"order-service\")")]
     EmptyService,
     /// No sink was given.
-    #[error("no sink configured: use .sink(KafkaSink::builder(brokers).build()?) (or MemorySink in tests)")]
+    #[error(
+        "no sink configured: use .sink(KafkaSink::builder(brokers).build()?) (or MemorySink in tests)"
+    )]
     NoSink,
     /// The queue capacity is zero.
     #[error("queue capacity must be at least 1")]
@@ -79,7 +81,9 @@ impl Default for TrackerBuilder {
 
 impl std::fmt::Debug for TrackerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackerBuilder").field("service", &self.service).finish_non_exhaustive()
+        f.debug_struct("TrackerBuilder")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,20 +163,32 @@ impl TrackerBuilder {
             }
         };
         let service: Arc<str> = Arc::from(service);
-        let reporter = Arc::new(Reporter { counters: Counters::default(), spool, last_error: Mutex::new(None) });
+        let reporter = Arc::new(Reporter {
+            counters: Counters::default(),
+            spool,
+            last_error: Mutex::new(None),
+        });
         let (tx, rx) = std::sync::mpsc::sync_channel(self.queue_capacity);
+        let wakeup = Arc::new(worker::Wakeup::default());
         let worker = {
-            let (service, sink, reporter) = (service.clone(), sink.clone(), reporter.clone());
+            let (service, sink, reporter, wakeup) = (
+                service.clone(),
+                sink.clone(),
+                reporter.clone(),
+                wakeup.clone(),
+            );
             let framing = self.framing;
             std::thread::Builder::new()
                 .name(format!("saga-tracker-{service}"))
-                .spawn(move || worker::run(rx, service, framing, sink, reporter))
+                .spawn(move || worker::run(rx, wakeup, service, framing, sink, reporter))
                 .map_err(BuildError::Worker)?
         };
+        wakeup.set_thread(worker.thread().clone());
         Ok(Tracker {
             inner: Arc::new(Inner {
                 service,
                 tx: Some(tx),
+                wakeup,
                 worker: Some(worker),
                 sink,
                 reporter,

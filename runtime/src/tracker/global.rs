@@ -55,7 +55,10 @@ impl Drop for FlushGuard {
 pub fn init(tracker: Tracker) -> Result<FlushGuard, InitError> {
     let timeout = tracker.inner.shutdown_timeout;
     GLOBAL.set(tracker).map_err(|_| InitError {
-        existing: GLOBAL.get().map(|t| t.service().to_owned()).unwrap_or_default(),
+        existing: GLOBAL
+            .get()
+            .map(|t| t.service().to_owned())
+            .unwrap_or_default(),
     })?;
     Ok(FlushGuard { timeout })
 }
@@ -75,7 +78,10 @@ pub fn with_default<R>(tracker: &Tracker, f: impl FnOnce() -> R) -> R {
 
 /// Wraps a future so that every poll runs with `tracker` as the current tracker, on whatever thread polls it.
 pub fn with_default_async<F: Future>(tracker: &Tracker, future: F) -> WithTracker<F> {
-    WithTracker { tracker: tracker.clone(), future: Box::pin(future) }
+    WithTracker {
+        tracker: tracker.clone(),
+        future: Box::pin(future),
+    }
 }
 
 /// A future running with a scoped tracker; see [`with_default_async`].
@@ -104,7 +110,11 @@ pub fn current() -> Option<Tracker> {
 pub(crate) fn note_unrecorded(saga_type: &str, step: &str) {
     UNRECORDED.fetch_add(1, Ordering::Relaxed);
     if !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::error!(saga_type, step, "saga-tracker: a step ran with no tracker installed; call saga_tracker::init(tracker) at start-up. Its events are not recorded (counted in saga_tracker::unrecorded_events()).");
+        tracing::error!(
+            saga_type,
+            step,
+            "saga-tracker: a step ran with no tracker installed; call saga_tracker::init(tracker) at start-up. Its events are not recorded (counted in saga_tracker::unrecorded_events())."
+        );
     }
 }
 

@@ -10,8 +10,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use builder::{BuildError, TrackerBuilder};
-pub use global::{FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default, with_default_async};
-use uuid::Uuid;
+pub(crate) use global::note_unrecorded;
+pub use global::{
+    FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default,
+    with_default_async,
+};
+use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::codec::Framing;
 use crate::event::system_time_to_micros;
@@ -45,6 +49,7 @@ impl std::fmt::Debug for Tracker {
 struct Inner {
     service: Arc<str>,
     tx: Option<SyncSender<Command>>,
+    wakeup: Arc<worker::Wakeup>,
     worker: Option<JoinHandle<()>>,
     sink: Arc<dyn Sink>,
     reporter: Arc<Reporter>,
@@ -56,6 +61,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the channel lets the worker drain what is queued and stop.
         self.tx.take();
+        self.wakeup.wake();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
@@ -112,9 +118,18 @@ impl Tracker {
         if transition.saga_type.is_empty() || transition.step.is_empty() {
             return Err(RecordError::EmptyName);
         }
+        // One clock read serves both the UUIDv7 timestamp and recordedAt.
+        let now = SystemTime::now();
+        let since_epoch = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         let pending = Pending {
-            event_id: Uuid::now_v7(),
-            recorded_at: system_time_to_micros(SystemTime::now()),
+            event_id: Uuid::new_v7(Timestamp::from_unix(
+                NoContext,
+                since_epoch.as_secs(),
+                since_epoch.subsec_nanos(),
+            )),
+            recorded_at: system_time_to_micros(now),
             trace: TraceIds::current(),
             transition,
         };
@@ -124,9 +139,13 @@ impl Tracker {
             return Ok(());
         };
         match tx.try_send(Command::Record(pending)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Command::Record(p))) => self.spool_directly(p, "tracker queue full"),
-            Err(TrySendError::Disconnected(Command::Record(p))) => self.spool_directly(p, "tracker worker stopped"),
+            Ok(()) => self.inner.wakeup.after_push(),
+            Err(TrySendError::Full(Command::Record(p))) => {
+                self.spool_directly(p, "tracker queue full")
+            }
+            Err(TrySendError::Disconnected(Command::Record(p))) => {
+                self.spool_directly(p, "tracker worker stopped")
+            }
             Err(_) => {}
         }
         Ok(())
@@ -134,7 +153,13 @@ impl Tracker {
 
     fn spool_directly(&self, pending: Pending, reason: &str) {
         let envelope = worker::encode(&pending, &self.inner.service, self.inner.framing);
-        self.inner.reporter.spool_failed(envelope.event_id, envelope.recorded_at, &envelope.key, &envelope.payload, reason);
+        self.inner.reporter.spool_failed(
+            envelope.event_id,
+            envelope.recorded_at,
+            &envelope.key,
+            &envelope.payload,
+            reason,
+        );
     }
 
     /// Waits until every transition recorded so far has been delivered or spooled, or `timeout` passes.
@@ -143,7 +168,10 @@ impl Tracker {
         if let Some(tx) = &self.inner.tx {
             let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
             if tx.send(Command::Flush(done_tx)).is_ok() {
-                done_rx.recv_timeout(timeout).map_err(|_| FlushError::Timeout(timeout))?;
+                self.inner.wakeup.wake();
+                done_rx
+                    .recv_timeout(timeout)
+                    .map_err(|_| FlushError::Timeout(timeout))?;
             }
         }
         let left = timeout.saturating_sub(start.elapsed());
@@ -167,7 +195,9 @@ impl Tracker {
             let event = match Spool::read(&path) {
                 Ok(event) => event,
                 // Delivered and removed by an earlier replay between listing and claiming.
-                Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(SpoolError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     let _ = spool.release(&path, false);
                     continue;
                 }
@@ -181,8 +211,19 @@ impl Tracker {
                 }
             };
             let (event_id, recorded_at) = spool_identity(&event.payload);
-            let delivery = Delivery::new(self.inner.reporter.clone(), Origin::Spooled(path), event_id, recorded_at);
-            let envelope = Envelope { key: event.key.into(), payload: event.payload, event_id, recorded_at, traceparent: None };
+            let delivery = Delivery::new(
+                self.inner.reporter.clone(),
+                Origin::Spooled(path),
+                event_id,
+                recorded_at,
+            );
+            let envelope = Envelope {
+                key: event.key.into(),
+                payload: event.payload,
+                event_id,
+                recorded_at,
+                traceparent: None,
+            };
             self.inner.sink.send(envelope, delivery);
             report.resent += 1;
         }
@@ -209,7 +250,12 @@ impl Tracker {
 
     /// The last delivery error, if any, e.g. `delivery of … failed: Message timed out`.
     pub fn last_error(&self) -> Option<String> {
-        self.inner.reporter.last_error.lock().ok().and_then(|e| e.clone())
+        self.inner
+            .reporter
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
     }
 
     /// Flushes, stops the worker, and flushes the sink. Called on drop of the last clone as well.
@@ -229,5 +275,7 @@ fn spool_identity(payload: &[u8]) -> (Uuid, i64) {
         Some(0) if payload.len() >= 5 => crate::codec::decode_datum(&payload[5..]),
         _ => crate::codec::decode(payload),
     };
-    decoded.map(|e| (e.event_id, e.recorded_at)).unwrap_or((Uuid::nil(), 0))
+    decoded
+        .map(|e| (e.event_id, e.recorded_at))
+        .unwrap_or((Uuid::nil(), 0))
 }

@@ -1,8 +1,11 @@
 //! The tracker's worker thread: turns queued transitions into framed Avro messages and hands them to the sink.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -20,23 +23,118 @@ pub(crate) struct Pending {
     pub transition: Transition,
 }
 
+// Transitions travel unboxed: boxing would cost the caller an allocation per event.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     Record(Pending),
     Flush(SyncSender<()>),
 }
 
-pub(crate) fn run(rx: Receiver<Command>, service: Arc<str>, framing: Framing, sink: Arc<dyn Sink>, reporter: Arc<Reporter>) {
-    while let Ok(command) = rx.recv() {
-        match command {
-            Command::Record(pending) => {
-                let envelope = encode(&pending, &service, framing);
-                let delivery = Delivery::new(reporter.clone(), Origin::Live, envelope.event_id, envelope.recorded_at);
-                sink.send(envelope, delivery);
-            }
-            Command::Flush(done) => {
-                let _ = done.send(());
+/// Hand-off between callers and the worker, built so a caller almost never pays for a wake-up (a futex call costs
+/// microseconds, more than recording itself):
+/// - while events keep coming the worker drains the queue, then lingers [`LINGER`] and drains again; callers
+///   do not wake it unless [`WAKE_AT`] events pile up (librdkafka lingers 5 ms before a batch anyway);
+/// - after [`LINGER_ROUNDS`] empty lingers it sleeps deeply, and the first event after that wakes it.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeup {
+    state: AtomicU8,
+    queued: AtomicUsize,
+    thread: OnceLock<Thread>,
+}
+
+const RUNNING: u8 = 0;
+const LINGERING: u8 = 1;
+const ASLEEP: u8 = 2;
+
+/// How long the worker waits for more events before it drains again.
+pub(crate) const LINGER: Duration = Duration::from_millis(5);
+/// Empty lingers before the worker sleeps until woken.
+const LINGER_ROUNDS: u32 = 4;
+/// Queued events at which a caller wakes a lingering worker early.
+pub(crate) const WAKE_AT: usize = 4096;
+/// A deep sleep still ends after this, so a lost wake-up costs at most this much latency.
+const DEEP_SLEEP: Duration = Duration::from_millis(500);
+
+impl Wakeup {
+    /// After a successful enqueue.
+    #[inline]
+    pub(crate) fn after_push(&self) {
+        let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        fence(Ordering::SeqCst);
+        let wake = match self.state.load(Ordering::Relaxed) {
+            ASLEEP => true,
+            LINGERING => queued >= WAKE_AT,
+            _ => false,
+        };
+        if wake && self.state.swap(RUNNING, Ordering::AcqRel) != RUNNING {
+            self.wake();
+        }
+    }
+
+    /// Wakes the worker unconditionally (flush, shutdown).
+    pub(crate) fn wake(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    pub(crate) fn set_thread(&self, thread: Thread) {
+        let _ = self.thread.set(thread);
+    }
+}
+
+pub(crate) fn run(
+    rx: Receiver<Command>,
+    wakeup: Arc<Wakeup>,
+    service: Arc<str>,
+    framing: Framing,
+    sink: Arc<dyn Sink>,
+    reporter: Arc<Reporter>,
+) {
+    let handle = |command: Command| match command {
+        Command::Record(pending) => {
+            let envelope = encode(&pending, &service, framing);
+            let delivery = Delivery::new(
+                reporter.clone(),
+                Origin::Live,
+                envelope.event_id,
+                envelope.recorded_at,
+            );
+            sink.send(envelope, delivery);
+        }
+        Command::Flush(done) => {
+            let _ = done.send(());
+        }
+    };
+    let mut empty_rounds = 0;
+    loop {
+        wakeup.queued.store(0, Ordering::Relaxed);
+        let mut drained = 0usize;
+        loop {
+            match rx.try_recv() {
+                Ok(command) => {
+                    handle(command);
+                    drained += 1;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
             }
         }
+        empty_rounds = if drained == 0 { empty_rounds + 1 } else { 0 };
+        let (state, sleep) = if empty_rounds > LINGER_ROUNDS {
+            (ASLEEP, DEEP_SLEEP)
+        } else {
+            (LINGERING, LINGER)
+        };
+        wakeup.state.store(state, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // An event that raced the announcement is seen here or wakes us.
+        if state == ASLEEP && wakeup.queued.load(Ordering::Relaxed) > 0 {
+            wakeup.state.store(RUNNING, Ordering::Relaxed);
+            continue;
+        }
+        std::thread::park_timeout(sleep);
+        wakeup.state.store(RUNNING, Ordering::Relaxed);
     }
 }
 
@@ -70,7 +168,9 @@ pub(crate) fn encode(pending: &Pending, service: &str, framing: Framing) -> Enve
             order_id: t.order_id.as_deref(),
             service,
             recorded_at: pending.recorded_at,
-            duration_micros: t.duration.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            duration_micros: t
+                .duration
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
             error: t.error.as_ref(),
             metadata_len: metadata.len(),
             metadata: metadata.iter().map(|(k, v)| (*k, *v)),

@@ -66,7 +66,9 @@ impl fmt::Display for SagaState {
 
 /// A string that is not a saga state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown saga status `{0}`; expected one of RUNNING, SUCCEEDED, FAILED, COMPENSATING, COMPENSATED, COMPENSATION_FAILED")]
+#[error(
+    "unknown saga status `{0}`; expected one of RUNNING, SUCCEEDED, FAILED, COMPENSATING, COMPENSATED, COMPENSATION_FAILED"
+)]
 pub struct UnknownState(pub String);
 
 impl FromStr for SagaState {

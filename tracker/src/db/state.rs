@@ -113,7 +113,7 @@ struct StepFacts {
 /// Derives the saga row from its events, whatever their order. `None` for no events.
 pub fn derive(events: &[EventFacts]) -> Option<DerivedSaga> {
     let mut sorted: Vec<&EventFacts> = events.iter().collect();
-    sorted.sort_by(|a, b| (a.recorded_at, a.event_id).cmp(&(b.recorded_at, b.event_id)));
+    sorted.sort_by_key(|e| (e.recorded_at, e.event_id));
     let first = *sorted.first()?;
     let last = *sorted.last()?;
 
@@ -149,8 +149,16 @@ pub fn derive(events: &[EventFacts]) -> Option<DerivedSaga> {
         }
     }
 
-    let comp = |want: Compensation| steps.values().any(|f| matches!(f.compensation, Some((_, c)) if c == want));
-    let fwd = |want: Forward| steps.values().any(|f| matches!(f.forward, Some((_, o, _)) if o == want));
+    let comp = |want: Compensation| {
+        steps
+            .values()
+            .any(|f| matches!(f.compensation, Some((_, c)) if c == want))
+    };
+    let fwd = |want: Forward| {
+        steps
+            .values()
+            .any(|f| matches!(f.forward, Some((_, o, _)) if o == want))
+    };
     let status = if comp(Compensation::Failed) {
         SagaState::CompensationFailed
     } else if comp(Compensation::InFlight) {
@@ -206,7 +214,8 @@ mod tests {
             attempt,
             order_id: (n == 2).then(|| "order-1".to_owned()),
             service: format!("svc-{}", n % 2),
-            recorded_at: DateTime::from_timestamp_micros(1_700_000_000_000_000 + t).expect("in range"),
+            recorded_at: DateTime::from_timestamp_micros(1_700_000_000_000_000 + t)
+                .expect("in range"),
         }
     }
 
@@ -224,7 +233,11 @@ mod tests {
         let mut count = 1;
         while i < n {
             if c[i] < i {
-                if i % 2 == 0 { v.swap(0, i) } else { v.swap(c[i], i) }
+                if i % 2 == 0 {
+                    v.swap(0, i)
+                } else {
+                    v.swap(c[i], i)
+                }
                 assert_eq!(derive(&v).as_ref(), Some(&expected), "permutation {v:?}");
                 count += 1;
                 c[i] += 1;
@@ -248,7 +261,10 @@ mod tests {
     #[test]
     fn running_then_succeeded() {
         let started = ev(1, "reserve", Started, 1, 0);
-        assert_eq!(status_of(&[started.clone()]), SagaState::Running);
+        assert_eq!(
+            status_of(std::slice::from_ref(&started)),
+            SagaState::Running
+        );
         let done = ev(2, "reserve", Succeeded, 1, 10);
         let saga = assert_order_independent(&[started.clone(), done.clone()]);
         assert_eq!(saga.status, SagaState::Succeeded);
@@ -257,7 +273,10 @@ mod tests {
         assert_eq!(saga.updated_at, done.recorded_at);
         assert_eq!(saga.services, vec!["svc-0", "svc-1"]);
         // the next step starts: running again
-        assert_eq!(status_of(&[started, done, ev(3, "charge", Started, 1, 20)]), SagaState::Running);
+        assert_eq!(
+            status_of(&[started, done, ev(3, "charge", Started, 1, 20)]),
+            SagaState::Running
+        );
     }
 
     #[test]
@@ -287,7 +306,10 @@ mod tests {
 
         let mut comp_failed = compensating;
         comp_failed.push(ev(6, "reserve", CompensationFailed, 1, 50));
-        assert_eq!(assert_order_independent(&comp_failed).status, SagaState::CompensationFailed);
+        assert_eq!(
+            assert_order_independent(&comp_failed).status,
+            SagaState::CompensationFailed
+        );
     }
 
     #[test]
@@ -307,7 +329,10 @@ mod tests {
 
     #[test]
     fn succeeded_before_started_is_succeeded() {
-        let events = [ev(2, "ship", Succeeded, 1, 10), ev(1, "ship", Started, 1, 0)];
+        let events = [
+            ev(2, "ship", Succeeded, 1, 10),
+            ev(1, "ship", Started, 1, 0),
+        ];
         assert_eq!(status_of(&events), SagaState::Succeeded);
     }
 

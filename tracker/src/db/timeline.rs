@@ -28,24 +28,34 @@ pub struct TimelineEntry {
 /// Orders the events (time, then status order, then id) and links failures to compensations.
 pub fn build(mut events: Vec<EventRow>) -> Vec<TimelineEntry> {
     events.sort_by(|a, b| {
-        (a.recorded_at, parse_status(&a.status), a.event_id).cmp(&(b.recorded_at, parse_status(&b.status), b.event_id))
+        (a.recorded_at, parse_status(&a.status), a.event_id).cmp(&(
+            b.recorded_at,
+            parse_status(&b.status),
+            b.event_id,
+        ))
     });
     let mut entries: Vec<TimelineEntry> = events
         .into_iter()
-        .map(|event| TimelineEntry { event, triggered_by: None, triggered_compensations: Vec::new() })
+        .map(|event| TimelineEntry {
+            event,
+            triggered_by: None,
+            triggered_compensations: Vec::new(),
+        })
         .collect();
-    let last_failure = entries.iter().rposition(|e| parse_status(&e.event.status) == StepStatus::Failed);
+    let last_failure = entries
+        .iter()
+        .rposition(|e| parse_status(&e.event.status) == StepStatus::Failed);
     let mut current_failure: Option<usize> = None;
     for i in 0..entries.len() {
         let status = parse_status(&entries[i].event.status);
         if status == StepStatus::Failed {
             current_failure = Some(i);
-        } else if status.is_compensation() {
-            if let Some(f) = current_failure.or(last_failure) {
-                let id = entries[i].event.event_id;
-                entries[i].triggered_by = Some(entries[f].event.event_id);
-                entries[f].triggered_compensations.push(id);
-            }
+        } else if status.is_compensation()
+            && let Some(f) = current_failure.or(last_failure)
+        {
+            let id = entries[i].event.event_id;
+            entries[i].triggered_by = Some(entries[f].event.event_id);
+            entries[f].triggered_compensations.push(id);
         }
     }
     entries
@@ -92,14 +102,20 @@ mod tests {
         let t = build(events);
         let ids: Vec<u128> = t.iter().map(|e| e.event.event_id.as_u128()).collect();
         assert_eq!(ids, vec![1, 2, 3, 4, 5]);
-        assert_eq!(t[2].triggered_compensations, vec![Uuid::from_u128(4), Uuid::from_u128(5)]);
+        assert_eq!(
+            t[2].triggered_compensations,
+            vec![Uuid::from_u128(4), Uuid::from_u128(5)]
+        );
         assert_eq!(t[3].triggered_by, Some(Uuid::from_u128(3)));
         assert_eq!(t[0].triggered_by, None);
     }
 
     #[test]
     fn compensation_before_failure_links_to_last_failure() {
-        let t = build(vec![row(2, "charge", "FAILED", 30), row(1, "reserve", "COMPENSATION_STARTED", 5)]);
+        let t = build(vec![
+            row(2, "charge", "FAILED", 30),
+            row(1, "reserve", "COMPENSATION_STARTED", 5),
+        ]);
         assert_eq!(t[0].triggered_by, Some(Uuid::from_u128(2)));
         assert_eq!(t[1].triggered_compensations, vec![Uuid::from_u128(1)]);
     }

@@ -1,0 +1,313 @@
+//! The command line of `order-saga-demo` and the validated [`DemoConfig`] it turns into.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::DemoError;
+use crate::saga::ServiceName;
+
+/// Runs Order/Product/Payment sagas over Kafka, records every step to `saga.tracker`, then reads the events
+/// back and reports what they say.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "order-saga-demo", version, about, long_about = None)]
+pub struct Args {
+    /// How many sagas to run.
+    #[arg(long, default_value_t = 50, value_parser = parse_sagas, value_name = "N")]
+    pub sagas: u32,
+
+    /// Share of sagas that fail at payment (insufficient funds) and are compensated, in [0, 1].
+    #[arg(long, default_value_t = 0.3, value_parser = parse_share, value_name = "F", allow_negative_numbers = true)]
+    pub failure_rate: f64,
+
+    /// Share of the failing sagas whose stock release fails too (COMPENSATION_FAILED), in [0, 1].
+    #[arg(long, default_value_t = 0.2, value_parser = parse_share, value_name = "F", allow_negative_numbers = true)]
+    pub compensation_failure_rate: f64,
+
+    /// Seed for which sagas fail (same seed, same failing sagas).
+    #[arg(long, default_value_t = 42, value_name = "S")]
+    pub seed: u64,
+
+    /// Kafka bootstrap servers (`host:port[,host:port]`). Default: an embedded in-process broker.
+    #[arg(long, value_parser = parse_brokers, value_name = "HOST:PORT")]
+    pub brokers: Option<String>,
+
+    /// Which services this process runs: `all` (default) or one of them, against a shared `--brokers`.
+    /// Start `product` and `payment` first; `order` runs the sagas and prints the report.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub service: Role,
+
+    /// Write every decoded event of this run to PATH, one JSON object per line.
+    #[arg(long, value_name = "PATH")]
+    pub emit_json: Option<PathBuf>,
+
+    /// How many sagas run at the same time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
+    pub concurrency: u32,
+
+    /// How long to wait for a service's reply to one command, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECS")]
+    pub reply_timeout: u64,
+
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Which part of the system a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// All three services in this process (the default).
+    All,
+    /// The order service: runs the sagas, then reads `saga.tracker` back and reports.
+    Order,
+    /// The product (stock) service, until Ctrl-C.
+    Product,
+    /// The payment service, until Ctrl-C.
+    Payment,
+}
+
+impl Role {
+    /// The services this role runs in-process.
+    pub fn services(self) -> &'static [ServiceName] {
+        match self {
+            Role::All => &ServiceName::ALL,
+            Role::Order => &[ServiceName::Order],
+            Role::Product => &[ServiceName::Product],
+            Role::Payment => &[ServiceName::Payment],
+        }
+    }
+
+    /// Whether this role runs the sagas and prints the report.
+    pub fn runs_sagas(self) -> bool {
+        matches!(self, Role::All | Role::Order)
+    }
+}
+
+fn parse_sagas(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let f: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    check_share(f)?;
+    Ok(f)
+}
+
+fn check_share(f: f64) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&f) {
+        return Err(format!("{f} is outside [0, 1]"));
+    }
+    Ok(())
+}
+
+fn parse_brokers(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("no broker given (expected host:port)".into());
+    }
+    for broker in s.split(',') {
+        let broker = broker.trim();
+        let Some((host, port)) = broker.rsplit_once(':') else {
+            return Err(format!("`{broker}` is not host:port"));
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("`{broker}` is not host:port"));
+        }
+    }
+    Ok(s.to_owned())
+}
+
+/// Where the demo's Kafka is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// An in-process mock cluster (librdkafka's MockCluster), created for the run.
+    Embedded,
+    /// A real Kafka at these bootstrap servers.
+    External(String),
+}
+
+/// A validated demo configuration: what [`run`](crate::run) takes.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// How many sagas (≥ 1).
+    pub sagas: u32,
+    /// Share failing at payment, in [0, 1].
+    pub failure_rate: f64,
+    /// Share of failing sagas whose compensation fails, in [0, 1].
+    pub compensation_failure_rate: f64,
+    /// The seed.
+    pub seed: u64,
+    /// The broker.
+    pub brokers: BrokerChoice,
+    /// What this process runs.
+    pub role: Role,
+    /// Where to write the decoded events as JSON lines.
+    pub emit_json: Option<PathBuf>,
+    /// Concurrent sagas (≥ 1).
+    pub concurrency: u32,
+    /// How long to wait for one reply.
+    pub reply_timeout: Duration,
+    /// Whether to draw a progress bar (it is drawn only on a terminal anyway).
+    pub progress: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            sagas: 50,
+            failure_rate: 0.3,
+            compensation_failure_rate: 0.2,
+            seed: 42,
+            brokers: BrokerChoice::Embedded,
+            role: Role::All,
+            emit_json: None,
+            concurrency: 8,
+            reply_timeout: Duration::from_secs(30),
+            progress: true,
+        }
+    }
+}
+
+impl DemoConfig {
+    /// Checks the values a caller of [`run`](crate::run) could get wrong (the command line checks them too).
+    pub fn validate(&self) -> Result<(), DemoError> {
+        let invalid = |message: String| Err(DemoError::InvalidInput(message));
+        if self.sagas == 0 {
+            return invalid("--sagas must be at least 1".into());
+        }
+        if let Err(e) = check_share(self.failure_rate) {
+            return invalid(format!("--failure-rate: {e}"));
+        }
+        if let Err(e) = check_share(self.compensation_failure_rate) {
+            return invalid(format!("--compensation-failure-rate: {e}"));
+        }
+        if self.concurrency == 0 {
+            return invalid("--concurrency must be at least 1".into());
+        }
+        if self.reply_timeout.is_zero() {
+            return invalid("--reply-timeout must be at least 1 second".into());
+        }
+        if let BrokerChoice::External(brokers) = &self.brokers
+            && let Err(e) = parse_brokers(brokers)
+        {
+            return invalid(format!("--brokers: {e}"));
+        }
+        if self.role != Role::All && self.brokers == BrokerChoice::Embedded {
+            return invalid(format!(
+                "--service {} needs --brokers: the embedded broker lives inside one process",
+                self.role.services().first().map_or("?", |s| s.short_name())
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<Args> for DemoConfig {
+    type Error = DemoError;
+
+    fn try_from(args: Args) -> Result<Self, DemoError> {
+        let config = DemoConfig {
+            sagas: args.sagas,
+            failure_rate: args.failure_rate,
+            compensation_failure_rate: args.compensation_failure_rate,
+            seed: args.seed,
+            brokers: args
+                .brokers
+                .map_or(BrokerChoice::Embedded, BrokerChoice::External),
+            role: args.service,
+            emit_json: args.emit_json,
+            concurrency: args.concurrency,
+            reply_timeout: Duration::from_secs(args.reply_timeout),
+            progress: !args.no_progress,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<DemoConfig, String> {
+        let args =
+            Args::try_parse_from(std::iter::once("order-saga-demo").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        DemoConfig::try_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = parse(&[]).expect("defaults");
+        assert_eq!(config.sagas, 50);
+        assert_eq!(config.brokers, BrokerChoice::Embedded);
+        assert_eq!(config.role, Role::All);
+    }
+
+    #[test]
+    fn rejects_out_of_range_values() {
+        assert!(
+            parse(&["--failure-rate", "2"])
+                .expect_err("rate 2")
+                .contains("outside [0, 1]")
+        );
+        assert!(
+            parse(&["--failure-rate", "-0.1"])
+                .expect_err("negative")
+                .contains("outside [0, 1]")
+        );
+        assert!(
+            parse(&["--failure-rate", "NaN"])
+                .expect_err("nan")
+                .contains("outside [0, 1]")
+        );
+        assert!(
+            parse(&["--sagas", "0"])
+                .expect_err("zero")
+                .contains("at least 1")
+        );
+        assert!(
+            parse(&["--brokers", "nohost"])
+                .expect_err("no port")
+                .contains("not host:port")
+        );
+        assert!(
+            parse(&["--service", "product"])
+                .expect_err("needs brokers")
+                .contains("needs --brokers")
+        );
+    }
+
+    #[test]
+    fn accepts_explicit_values() {
+        let config = parse(&[
+            "--sagas",
+            "3",
+            "--failure-rate",
+            "1",
+            "--seed",
+            "7",
+            "--brokers",
+            "localhost:9092",
+        ])
+        .expect("ok");
+        assert_eq!(config.sagas, 3);
+        assert_eq!(config.failure_rate, 1.0);
+        assert_eq!(
+            config.brokers,
+            BrokerChoice::External("localhost:9092".into())
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! Reads a run's events back from `saga.tracker` and decodes them with [`saga_tracker::codec::decode`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use saga_tracker::SagaEvent;
+use saga_tracker::codec::DecodeError;
+
+use crate::DemoError;
+use crate::bus::{self, Kafka, Offsets};
+
+/// A message of this run that did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Why.
+    pub error: DecodeError,
+}
+
+/// What was read back.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBack {
+    /// The decoded events of this run, in the order they were read.
+    pub events: Vec<SagaEvent>,
+    /// Messages keyed by one of this run's sagas that did not decode.
+    pub undecodable: Vec<Undecodable>,
+    /// Messages in the range that belong to other sagas (a shared broker).
+    pub other_sagas: usize,
+    /// Messages read in total.
+    pub messages: usize,
+}
+
+/// Reads `topic` from `start` up to its current end, keeping the messages whose key is one of `saga_ids`.
+/// Blocking: call it from a blocking thread.
+pub fn read_back(
+    kafka: &Kafka,
+    topic: &str,
+    start: &Offsets,
+    saga_ids: &HashSet<String>,
+    timeout: Duration,
+) -> Result<ReadBack, DemoError> {
+    let consumer = kafka.plain_consumer()?;
+    let end = bus::end_offsets(&consumer, topic)?;
+    let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for (&partition, &high) in &end {
+        let from = start.get(&partition).copied().unwrap_or(0);
+        if high > from {
+            remaining.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(from))
+                .map_err(|e| DemoError::Kafka(format!("assign {topic}/{partition}: {e}")))?;
+        }
+    }
+    let mut read = ReadBack::default();
+    if remaining.is_empty() {
+        return Ok(read);
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| DemoError::Kafka(format!("assign {topic}: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(DemoError::Kafka(format!(
+                "reading {topic} back timed out after {timeout:?} with {} messages read; not drained: {remaining:?}",
+                read.messages
+            )));
+        }
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = result.map_err(|e| DemoError::Kafka(format!("reading {topic}: {e}")))?;
+        let partition = message.partition();
+        let Some(&high) = remaining.get(&partition) else {
+            continue;
+        };
+        if message.offset() >= high {
+            remaining.remove(&partition);
+            continue;
+        }
+        if message.offset() + 1 >= high {
+            remaining.remove(&partition);
+        }
+        read.messages += 1;
+        let ours = message
+            .key()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .is_some_and(|k| saga_ids.contains(k));
+        if !ours {
+            read.other_sagas += 1;
+            continue;
+        }
+        match saga_tracker::codec::decode(message.payload().unwrap_or_default()) {
+            Ok(event) => read.events.push(event),
+            Err(error) => read.undecodable.push(Undecodable {
+                partition,
+                offset: message.offset(),
+                error,
+            }),
+        }
+    }
+    Ok(read)
+}

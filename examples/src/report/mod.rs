@@ -1,0 +1,7 @@
+//! What the demo prints, built from the events read back from `saga.tracker`.
+
+pub mod consistency;
+pub mod consume;
+pub mod summary;
+pub mod table;
+pub mod timeline;

@@ -1,0 +1,103 @@
+//! The wrapped body: the guard, then the user's block run under `run_sync` (sync) or `catch_body` (async).
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{ItemFn, ReturnType, Signature, Type};
+
+use super::args::StepArgs;
+use crate::errors::respan;
+
+pub(super) fn wrap(
+    rt: &TokenStream,
+    func: &ItemFn,
+    args: &StepArgs,
+    ids: &TokenStream,
+    descriptor: &TokenStream,
+) -> TokenStream {
+    let block = &func.block;
+    let (ret, ret_span) = match &func.sig.output {
+        ReturnType::Default => (quote! { () }, func.sig.ident.span()),
+        ReturnType::Type(_, ty) => {
+            let mut ty = (**ty).clone();
+            InferImplTrait.visit_type_mut(&mut ty);
+            (quote! { #ty }, ty.span())
+        }
+    };
+    // The outcome type is spanned at the return type, so "cannot report failure" points there.
+    let ret = quote_spanned! { ret_span=> #ret };
+    let classifier = match &args.error_kind {
+        Some(expr) => quote_spanned! { expr.span()=> #rt::ClassifyWith(#expr) },
+        None => quote! { #rt::DefaultKind },
+    };
+    let guard = quote! {
+        let __saga_tracker_guard = #rt::StepGuard::start(#descriptor, #ids);
+    };
+    // Everything but the user's block and classifier is spanned at the return type: an unsuitable return
+    // type gets one error, there.
+    let describe = respan(quote! { __saga_tracker_guard, }, ret_span);
+    if func.sig.asyncness.is_some() {
+        // The body's value is bound with the declared type, so a type error in it points at the user's code.
+        let out = respan(quote! { let __saga_tracker_out: #ret = }, ret_span);
+        let catch_body = respan(quote! { #rt::catch_body::<#ret, _> }, ret_span);
+        let finish = respan(quote! { #rt::finish_async::<#ret, _> }, ret_span);
+        let result = respan(quote! { , __saga_tracker_result }, ret_span);
+        let finish_args = parens(quote! { #describe #classifier #result }, ret_span);
+        quote! {
+            #guard
+            let __saga_tracker_result = #catch_body(async move {
+                #out #block;
+                __saga_tracker_out
+            }).await;
+            #finish #finish_args
+        }
+    } else {
+        let run = respan(quote! { #rt::run_sync_with::<#ret, _, _> }, ret_span);
+        let closure = respan(quote! { , move || }, ret_span);
+        let run_args = parens(quote! { #describe #classifier #closure #block }, ret_span);
+        let call = quote! { #run #run_args };
+        quote! {
+            #guard
+            #call
+        }
+    }
+}
+
+/// `impl Trait` cannot be named in the body: let inference find it (`Result<impl Display, E>` → `Result<_, E>`).
+struct InferImplTrait;
+
+impl VisitMut for InferImplTrait {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(t) = ty {
+            *ty = Type::Infer(syn::TypeInfer {
+                underscore_token: syn::Token![_](t.impl_token.span),
+            });
+            return;
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
+    }
+}
+
+/// Whether the signature mentions `Self` (then the fn is an associated fn of an impl or trait).
+pub(super) fn mentions_self(sig: &Signature) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_ident(&mut self, ident: &'ast proc_macro2::Ident) {
+            if ident == "Self" {
+                self.0 = true;
+            }
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_signature(sig);
+    finder.0
+}
+
+/// `( tokens )` with the parentheses spanned at `span`.
+fn parens(tokens: TokenStream, span: proc_macro2::Span) -> proc_macro2::Group {
+    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, tokens);
+    group.set_span(span);
+    group
+}

@@ -1,0 +1,91 @@
+//! Shared by the benches: the bench saga, the functions under test, and a tracker on the mock cluster.
+#![allow(dead_code, missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use saga_tracker::testing::TestKafka;
+use saga_tracker::{KafkaSink, Saga, Tracker, saga_step};
+
+/// Calls per chunk in the throughput bench: 2 events each, well under the tracker's 65 536-slot queue.
+pub const CHUNK: u64 = 16_384;
+
+/// Calls per timed burst in the caller-overhead bench: 2 events each, under the 4 096 queued events at which a
+/// caller wakes the lingering worker, so the burst measures the caller's own cost; the bench flushes after each.
+pub const BURST: u64 = 1_024;
+
+#[derive(Saga)]
+pub enum BenchSaga {
+    Work,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("bench error")]
+pub struct BenchError;
+
+#[inline(never)]
+pub fn plain(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
+#[saga_step(BenchSaga, Work, saga_id = id)]
+#[inline(never)]
+pub fn annotated(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
+#[tracing::instrument]
+#[inline(never)]
+pub fn instrumented(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
+#[inline(never)]
+pub async fn plain_async(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
+#[saga_step(BenchSaga, Work, saga_id = id)]
+#[inline(never)]
+pub async fn annotated_async(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
+#[tracing::instrument]
+#[inline(never)]
+pub async fn instrumented_async(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
+/// Polls a future that never waits, without an executor's bookkeeping.
+pub fn run_ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("bench futures never wait"),
+    }
+}
+
+/// A mock cluster (or SAGA_TRACKER_TEST_BROKERS) with the topic, and a tracker publishing to it.
+pub fn kafka_tracker(service: &str) -> (TestKafka, Tracker, String, tempfile::TempDir) {
+    let kafka = TestKafka::start().expect("kafka");
+    let topic = kafka.unique_topic("saga.tracker");
+    kafka.create_topic(&topic, 3).expect("topic");
+    let spool = tempfile::tempdir().expect("spool");
+    let sink = KafkaSink::builder(kafka.brokers())
+        .topic(&topic)
+        .build()
+        .expect("sink");
+    let tracker = Tracker::builder()
+        .service(service)
+        .sink(sink)
+        .spool_dir(spool.path())
+        .build()
+        .expect("tracker");
+    (kafka, tracker, topic, spool)
+}
+
+pub fn flush(tracker: &Tracker) {
+    tracker.flush(Duration::from_secs(60)).expect("flush");
+}

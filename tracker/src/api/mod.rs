@@ -1,0 +1,69 @@
+//! The HTTP API (axum, JSON): saga summaries, timelines, search, stats, `/healthz`, `/metrics` and the OpenAPI
+//! document. With a token configured, every route but `/healthz` and `/metrics` needs `Authorization: Bearer`.
+
+mod auth;
+pub mod error;
+pub mod openapi;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::db::Store;
+use crate::metrics::Metrics;
+
+/// Route paths, shared by the router and the OpenAPI document.
+pub mod paths {
+    /// Liveness and database check.
+    pub const HEALTHZ: &str = "/healthz";
+    /// Prometheus metrics.
+    pub const METRICS: &str = "/metrics";
+    /// Search sagas.
+    pub const SAGAS: &str = "/api/v1/sagas";
+    /// One saga.
+    pub const SAGA: &str = "/api/v1/sagas/{id}";
+    /// One saga's timeline.
+    pub const TIMELINE: &str = "/api/v1/sagas/{id}/timeline";
+    /// Totals.
+    pub const STATS: &str = "/api/v1/stats";
+    /// This API's OpenAPI document.
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
+    /// Every route (all are `GET`).
+    pub const ALL: [&str; 7] = [HEALTHZ, METRICS, SAGAS, SAGA, TIMELINE, STATS, OPENAPI];
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The bearer token, if required.
+    pub token: Option<Arc<str>>,
+    /// Silence after which a saga counts as stuck.
+    pub stuck_after: Duration,
+}
+
+/// The router: public `/healthz` and `/metrics`, and the (optionally token-protected) `/api/v1` routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(paths::SAGAS, get(routes::list_sagas))
+        .route(paths::SAGA, get(routes::get_saga))
+        .route(paths::TIMELINE, get(routes::timeline))
+        .route(paths::STATS, get(routes::stats))
+        .route(paths::OPENAPI, get(routes::openapi))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route(paths::HEALTHZ, get(routes::healthz))
+        .route(paths::METRICS, get(routes::metrics))
+        .merge(api)
+        .fallback(routes::not_found)
+        .with_state(state)
+}
