@@ -116,6 +116,12 @@ impl Kafka {
         self.cluster.is_some()
     }
 
+    /// How long a fetch may wait for data: a real broker answers as soon as data arrives, the mock cluster
+    /// only when the wait is over, so it gets a short one.
+    fn fetch_wait_ms(&self) -> u32 {
+        if self.is_embedded() { 5 } else { 100 }
+    }
+
     /// A one-line description, e.g. `embedded Kafka (librdkafka MockCluster, 3 brokers)`.
     pub fn describe(&self) -> String {
         if self.is_embedded() {
@@ -161,11 +167,16 @@ impl Kafka {
             .into_iter()
             .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(15)));
         let results = admin
             .create_topics(new_topics.iter(), &options)
             .await
-            .map_err(kafka_error("cannot create topics"))?;
+            .map_err(kafka_error(format!(
+                "cannot create the demo's topics ({}; create them and run again)",
+                all_topics().join(", ")
+            )))?;
         for result in results {
             if let Err((topic, code)) = result
                 && code != RDKafkaErrorCode::TopicAlreadyExists
@@ -198,7 +209,7 @@ impl Kafka {
     /// A consumer assigned every partition of `topic` at `start` (partitions missing from `start`: from the
     /// beginning).
     pub fn consumer_from(&self, topic: &str, start: &Offsets) -> Result<StreamConsumer, DemoError> {
-        let consumer: StreamConsumer = consumer_config(&self.brokers)
+        let consumer: StreamConsumer = consumer_config(&self.brokers, self.fetch_wait_ms())
             .create()
             .map_err(kafka_error("cannot create a Kafka consumer"))?;
         let partitions = partitions(&consumer, topic)?;
@@ -210,7 +221,7 @@ impl Kafka {
 
     /// A blocking consumer (no partitions assigned yet).
     pub fn plain_consumer(&self) -> Result<BaseConsumer, DemoError> {
-        consumer_config(&self.brokers)
+        consumer_config(&self.brokers, self.fetch_wait_ms())
             .create()
             .map_err(kafka_error("cannot create a Kafka consumer"))
     }
@@ -225,7 +236,7 @@ fn base_config(brokers: &str) -> ClientConfig {
 }
 
 /// A consumer that is assigned partitions (the group id is never used to join a group).
-fn consumer_config(brokers: &str) -> ClientConfig {
+fn consumer_config(brokers: &str, fetch_wait_ms: u32) -> ClientConfig {
     let mut config = base_config(brokers);
     config
         .set(
@@ -235,7 +246,7 @@ fn consumer_config(brokers: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "20")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
         .set("fetch.error.backoff.ms", "20");
     config
 }

@@ -43,6 +43,8 @@ pub const EXIT_FAILED: u8 = 3;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long reading `saga.tracker` back may take.
 const READ_BACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for the events of services running in other processes to arrive.
+const REMOTE_SETTLE: Duration = Duration::from_secs(10);
 
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
@@ -216,8 +218,12 @@ impl RunReport {
         let _ = writeln!(out, "order-saga-demo run {} on {}", self.run_id, self.kafka);
         let _ = writeln!(
             out,
-            "  {} sagas, seed {}: failure rate {:.2} ({failing} fail at payment), compensation failure rate {:.2} ({comp_failing} of those)",
-            c.sagas, c.seed, c.failure_rate, c.compensation_failure_rate
+            "  {} saga{}, seed {}: failure rate {:.2} ({failing} fail at payment), compensation failure rate {:.2} ({comp_failing} of those)",
+            c.sagas,
+            if c.sagas == 1 { "" } else { "s" },
+            c.seed,
+            c.failure_rate,
+            c.compensation_failure_rate
         );
         let _ = writeln!(
             out,
@@ -392,7 +398,9 @@ async fn run_with(
         command_starts.insert(service, kafka.end_offsets(bus::command_topic(service))?);
         trackers.push((service, build_tracker(&kafka, service, spool_root)?));
     }
-    // One tracker per service, each scoped to its service's handlers (three services share this process).
+    // One tracker per service, each scoped to its service's handlers (three services share this process, and
+    // each records under its own service name). Components that run beside the services (the tracker service
+    // of a future `--with-tracker`) start here, on the same `kafka`, and stop with them.
     let services = ServiceSet::start(&kafka, trackers, &command_starts)?;
 
     if !config.role.runs_sagas() {
@@ -415,8 +423,9 @@ async fn run_with(
         .map(|s| (s.name, s.tracker.clone()))
         .collect();
     let stopped = services.stop(FLUSH_TIMEOUT).await;
-    let runs = runs?;
+    // A service's own error (e.g. it could not send a reply) explains a missing reply better than the timeout.
     stopped?;
+    let runs = runs?;
     let tracker_stats: Vec<(ServiceName, TrackerStats)> = tracker_stats
         .into_iter()
         .map(|(name, tracker)| (name, tracker.stats()))
@@ -431,16 +440,13 @@ async fn run_with(
         Some(spool_root.to_owned())
     };
 
-    let saga_ids: HashSet<String> = plans.iter().map(|p| p.saga_id.clone()).collect();
-    let read = tokio::task::block_in_place(|| {
-        consume::read_back(
-            &kafka,
-            TRACKER_TOPIC,
-            &tracker_start,
-            &saga_ids,
-            READ_BACK_TIMEOUT,
-        )
-    })?;
+    let settle = if config.role == Role::All {
+        Duration::ZERO
+    } else {
+        REMOTE_SETTLE
+    };
+    let read =
+        tokio::task::block_in_place(|| read_until_settled(&kafka, &tracker_start, &plans, settle))?;
     if let Some(path) = &config.emit_json {
         write_json_lines(path, &read.events)?;
     }
@@ -484,6 +490,40 @@ async fn run_with(
         tracker_stats,
         kept_spool,
     })))
+}
+
+/// Reads this run's events back from `saga.tracker`. Services in other processes flush on their own schedule:
+/// while some timeline is still unfinished, read what arrived since, for up to `settle`.
+fn read_until_settled(
+    kafka: &Kafka,
+    start: &bus::Offsets,
+    plans: &[SagaPlan],
+    settle: Duration,
+) -> Result<consume::ReadBack, DemoError> {
+    let saga_ids: HashSet<String> = plans.iter().map(|p| p.saga_id.clone()).collect();
+    let deadline = Instant::now() + settle;
+    let mut read = consume::read_back(kafka, TRACKER_TOPIC, start, &saga_ids, READ_BACK_TIMEOUT)?;
+    loop {
+        let (timelines, _) = consistency::group_by_saga(&read.events);
+        let verdict = consistency::check_all(
+            OrderSaga::NAME,
+            &order_saga_shape(),
+            plans.iter().map(|p| p.saga_id.as_str()),
+            &timelines,
+        );
+        if verdict.is_consistent() || Instant::now() >= deadline {
+            return Ok(read);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let later = consume::read_back(
+            kafka,
+            TRACKER_TOPIC,
+            &read.end.clone(),
+            &saga_ids,
+            READ_BACK_TIMEOUT,
+        )?;
+        read.extend(later);
+    }
 }
 
 fn progress_bar(config: &DemoConfig) -> indicatif::ProgressBar {

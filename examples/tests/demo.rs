@@ -316,16 +316,32 @@ fn the_binary_prints_summary_timeline_and_verdict() {
     }
 }
 
-/// Kills a child process on drop (a failing assertion must not leave services running). Keeps its stderr open.
-struct Service(
-    Child,
-    #[allow(dead_code)] BufReader<std::process::ChildStderr>,
-);
+/// A service process. Dropping it kills the process (a failing assertion must not leave services running).
+struct Service {
+    child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Service {
+    /// Stops it the way a person would (Ctrl-C); returns its exit code and what it printed after starting.
+    fn interrupt(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT");
+        assert!(status.success());
+        let code = self.child.wait().expect("wait").code();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.stderr, &mut rest);
+        (code, rest)
+    }
+}
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -341,7 +357,7 @@ fn start_service(name: &str, brokers: &str) -> Service {
     let mut line = String::new();
     stderr.read_line(&mut line).expect("read stderr");
     assert!(line.contains("serving"), "{name}: {line}");
-    Service(child, stderr)
+    Service { child, stderr }
 }
 
 #[test]
@@ -350,18 +366,20 @@ fn one_service_per_process_against_a_shared_broker() {
     for topic in all_topics() {
         kafka.create_topic(topic, 3).expect("topic");
     }
-    let _product = start_service("product", kafka.brokers());
-    let _payment = start_service("payment", kafka.brokers());
-    let (code, stdout, stderr) = run_bin(&[
+    let product = start_service("product", kafka.brokers());
+    let payment = start_service("payment", kafka.brokers());
+    let brokers = kafka.brokers();
+    let order = [
         "--service",
         "order",
         "--brokers",
-        kafka.brokers(),
+        brokers,
         "--sagas",
         "8",
         "--reply-timeout",
         "20",
-    ]);
+    ];
+    let (code, stdout, stderr) = run_bin(&order);
     assert_eq!(code, 0, "stderr: {stderr}\nstdout: {stdout}");
     assert!(
         stdout.contains("Consistency: all 8 saga timelines are consistent."),
@@ -371,4 +389,13 @@ fn one_service_per_process_against_a_shared_broker() {
         stdout.contains("product-service") && stdout.contains("payment-service"),
         "{stdout}"
     );
+    // 8 sagas, round(8 x 0.3) = 2 fail at payment: 8 reservations + 2 releases, 8 charges.
+    for (service, expected) in [
+        (product, "product-service: handled 10 commands"),
+        (payment, "payment-service: handled 8 commands"),
+    ] {
+        let (code, stderr) = service.interrupt();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }

@@ -1,5 +1,6 @@
 //! encode/decode: our codec against apache-avro's schema-aware serde writer and its reader, on the same events.
 //! Bytes are asserted equal before anything is timed.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::hint::black_box;
 

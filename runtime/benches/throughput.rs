@@ -1,5 +1,6 @@
 //! throughput: annotated calls end to end, counted when Kafka acknowledges (mock cluster), against a raw rdkafka
 //! producer sending pre-encoded payloads of the same size with the same producer configuration.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 mod support;
 

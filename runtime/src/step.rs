@@ -7,11 +7,11 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::fmt::{Display, Write as _};
+use std::fmt::Display;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt as _;
 use futures::future::CatchUnwind;
@@ -92,7 +92,10 @@ pub struct StepGuard {
     descriptor: &'static StepDescriptor,
     tracker: Option<Tracker>,
     ids: StepIds,
-    started: Instant,
+    /// When STARTED was recorded. Durations are differences of the wall clock, which is read once per event
+    /// (on some machines a clock read costs ~50 ns; a monotonic clock would double the reads). A clock stepped
+    /// backwards mid-step gives a duration of 0.
+    started: SystemTime,
     finished: bool,
 }
 
@@ -104,14 +107,14 @@ impl StepGuard {
             descriptor,
             tracker: crate::current(),
             ids,
-            started: Instant::now(),
+            started: SystemTime::now(),
             finished: false,
         };
         let status = match descriptor.kind {
             HandlerKind::Step => StepStatus::Started,
             HandlerKind::Compensation => StepStatus::CompensationStarted,
         };
-        guard.record(status, None, None);
+        guard.record_at(guard.started, status, None, None);
         guard
     }
 
@@ -125,10 +128,9 @@ impl StepGuard {
     #[inline]
     pub fn finish_with<R, D: Describe<R>>(mut self, outcome: &R, describe: D) {
         self.finished = true;
-        let duration = self.started.elapsed();
         match describe.describe(outcome) {
-            None => self.record(self.success_status(), Some(duration), None),
-            Some(error) => self.record(self.failure_status(), Some(duration), Some(error)),
+            None => self.record(self.success_status(), None),
+            Some(error) => self.record(self.failure_status(), Some(error)),
         }
     }
 
@@ -136,11 +138,7 @@ impl StepGuard {
     pub fn panicked(mut self, payload: Box<dyn Any + Send>) -> ! {
         self.finished = true;
         let error = StepError::new(PANIC_KIND, panic_message(payload.as_ref()));
-        self.record(
-            self.failure_status(),
-            Some(self.started.elapsed()),
-            Some(error),
-        );
+        self.record(self.failure_status(), Some(error));
         drop(self);
         resume_unwind(payload)
     }
@@ -159,7 +157,20 @@ impl StepGuard {
         }
     }
 
-    fn record(&self, status: StepStatus, duration: Option<Duration>, error: Option<StepError>) {
+    /// Records a terminal event now, with the time since STARTED as its duration.
+    fn record(&self, status: StepStatus, error: Option<StepError>) {
+        let now = SystemTime::now();
+        let duration = now.duration_since(self.started).unwrap_or(Duration::ZERO);
+        self.record_at(now, status, Some(duration), error);
+    }
+
+    fn record_at(
+        &self,
+        at: SystemTime,
+        status: StepStatus,
+        duration: Option<Duration>,
+        error: Option<StepError>,
+    ) {
         let d = self.descriptor;
         let Some(tracker) = &self.tracker else {
             crate::tracker::note_unrecorded(d.saga_type, d.step);
@@ -176,7 +187,7 @@ impl StepGuard {
             error,
             metadata: self.ids.metadata.clone(),
         };
-        if let Err(err) = tracker.record(transition) {
+        if let Err(err) = tracker.record_at(transition, at) {
             tracing::error!(%err, handler = %d.fn_path(), "saga-tracker: a step transition could not be recorded");
         }
     }
@@ -196,11 +207,7 @@ impl Drop for StepGuard {
                 "the step's future was dropped before it completed",
             )
         };
-        self.record(
-            self.failure_status(),
-            Some(self.started.elapsed()),
-            Some(error),
-        );
+        self.record(self.failure_status(), Some(error));
     }
 }
 
@@ -383,36 +390,63 @@ impl<T: IdValue> IdValue for Option<T> {
     }
 }
 
-/// A fixed buffer for formatting an integer without allocating.
-struct IntBuf {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl std::fmt::Write for IntBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+/// Decimal digits of an integer into a stack buffer (no `fmt` machinery on the hot path; 64-bit division
+/// unless the value needs 128 bits).
+fn int_to_id(negative: bool, magnitude: u128) -> Option<Arc<str>> {
+    let mut buf = [0u8; 40];
+    let mut pos = buf.len();
+    let mut push = |digit: u8| {
+        pos -= 1;
+        buf[pos] = b'0' + digit;
+    };
+    match u64::try_from(magnitude) {
+        Ok(mut small) => loop {
+            push((small % 10) as u8);
+            small /= 10;
+            if small == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut big = magnitude;
+            loop {
+                push((big % 10) as u8);
+                big /= 10;
+                if big == 0 {
+                    break;
+                }
+            }
+        }
     }
+    if negative {
+        pos -= 1;
+        buf[pos] = b'-';
+    }
+    std::str::from_utf8(&buf[pos..]).ok().map(Arc::from)
 }
 
-macro_rules! int_id {
+macro_rules! unsigned_id {
     ($($t:ty),*) => {$(
         impl IdValue for $t {
+            #[inline]
             fn to_id(&self) -> Option<Arc<str>> {
-                let mut b = IntBuf { buf: [0; 40], len: 0 };
-                write!(b, "{self}").ok()?;
-                std::str::from_utf8(&b.buf[..b.len]).ok().map(Arc::from)
+                int_to_id(false, *self as u128)
             }
         }
     )*};
 }
-int_id!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
-);
+macro_rules! signed_id {
+    ($($t:ty),*) => {$(
+        impl IdValue for $t {
+            #[inline]
+            fn to_id(&self) -> Option<Arc<str>> {
+                int_to_id(*self < 0, (*self as i128).unsigned_abs())
+            }
+        }
+    )*};
+}
+unsigned_id!(u8, u16, u32, u64, u128, usize);
+signed_id!(i8, i16, i32, i64, i128, isize);
 
 /// The saga id of `value` (the generated code's `saga_id = <expr>`); no id becomes the empty id.
 #[inline]

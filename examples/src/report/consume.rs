@@ -33,6 +33,19 @@ pub struct ReadBack {
     pub other_sagas: usize,
     /// Messages read in total.
     pub messages: usize,
+    /// Where the read stopped, per partition: the next read starts here.
+    pub end: Offsets,
+}
+
+impl ReadBack {
+    /// Appends a later read.
+    pub fn extend(&mut self, later: ReadBack) {
+        self.events.extend(later.events);
+        self.undecodable.extend(later.undecodable);
+        self.other_sagas += later.other_sagas;
+        self.messages += later.messages;
+        self.end = later.end;
+    }
 }
 
 /// Reads `topic` from `start` up to its current end, keeping the messages whose key is one of `saga_ids`.
@@ -57,7 +70,10 @@ pub fn read_back(
                 .map_err(|e| DemoError::Kafka(format!("assign {topic}/{partition}: {e}")))?;
         }
     }
-    let mut read = ReadBack::default();
+    let mut read = ReadBack {
+        end: end.clone(),
+        ..ReadBack::default()
+    };
     if remaining.is_empty() {
         return Ok(read);
     }

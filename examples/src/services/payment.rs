@@ -61,7 +61,7 @@ impl Wallets {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
     /// The wallet holds less than the order's total.
-    #[error("insufficient funds: {customer} has {}, order needs {}", money(*balance_cents), money(*amount_cents))]
+    #[error("insufficient funds: {customer} has {}, needs {}", money(*balance_cents), money(*amount_cents))]
     InsufficientFunds {
         /// The customer.
         customer: String,

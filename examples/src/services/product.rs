@@ -77,9 +77,7 @@ pub enum StockError {
         wanted: u32,
     },
     /// The legacy warehouse's ledger does not take releases.
-    #[error(
-        "warehouse legacy-1 ledger is read-only during stock-take: {qty} x {sku} stay reserved"
-    )]
+    #[error("warehouse legacy-1 is in stock-take: cannot release {qty} x {sku}")]
     LedgerReadOnly {
         /// The product.
         sku: String,

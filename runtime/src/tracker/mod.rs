@@ -15,10 +15,9 @@ pub use global::{
     FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default,
     with_default_async,
 };
-use uuid::{NoContext, Timestamp, Uuid};
+use uuid::Uuid;
 
 use crate::codec::Framing;
-use crate::event::system_time_to_micros;
 use crate::otel::TraceIds;
 use crate::sink::{Delivery, Envelope, Origin, Reporter, Sink, SinkError};
 use crate::spool::{Spool, SpoolError};
@@ -109,6 +108,11 @@ impl Tracker {
     /// If the worker's queue is full (the sink cannot keep up), the event is written to the spool on the
     /// caller's thread instead of waiting, and counted as failed and spooled.
     pub fn record(&self, transition: Transition) -> Result<(), RecordError> {
+        self.record_at(transition, SystemTime::now())
+    }
+
+    /// [`record`](Tracker::record) with the transition's time given (`recordedAt`, and the UUIDv7's timestamp).
+    pub fn record_at(&self, transition: Transition, at: SystemTime) -> Result<(), RecordError> {
         if transition.saga_id.is_empty() {
             return Err(RecordError::EmptySagaId {
                 saga_type: transition.saga_type.into_owned(),
@@ -118,18 +122,8 @@ impl Tracker {
         if transition.saga_type.is_empty() || transition.step.is_empty() {
             return Err(RecordError::EmptyName);
         }
-        // One clock read serves both the UUIDv7 timestamp and recordedAt.
-        let now = SystemTime::now();
-        let since_epoch = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
         let pending = Pending {
-            event_id: Uuid::new_v7(Timestamp::from_unix(
-                NoContext,
-                since_epoch.as_secs(),
-                since_epoch.subsec_nanos(),
-            )),
-            recorded_at: system_time_to_micros(now),
+            at,
             trace: TraceIds::current(),
             transition,
         };

@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use uuid::Uuid;
+use uuid::{NoContext, Timestamp, Uuid};
+
+use crate::event::system_time_to_micros;
 
 use crate::codec::Framing;
 use crate::codec::write::{EventFields, IdempotencyKey, write_fields};
@@ -15,10 +17,10 @@ use crate::otel::{SPAN_ID_KEY, TRACE_ID_KEY, TraceIds};
 use crate::sink::{Delivery, Envelope, Origin, Reporter, Sink};
 use crate::transition::Transition;
 
-/// A transition with what the caller's thread captured: id, time, trace.
+/// A transition with what the caller's thread captured: time and trace. The worker derives the rest
+/// (eventId, recordedAt µs), keeping the caller's share of the work small.
 pub(crate) struct Pending {
-    pub event_id: Uuid,
-    pub recorded_at: i64,
+    pub at: SystemTime,
     pub trace: Option<TraceIds>,
     pub transition: Transition,
 }
@@ -138,9 +140,19 @@ pub(crate) fn run(
     }
 }
 
-/// Encodes one pending transition into an envelope.
+/// Encodes one pending transition into an envelope: a UUIDv7 with the transition's time, and the framed bytes.
 pub(crate) fn encode(pending: &Pending, service: &str, framing: Framing) -> Envelope {
     let t = &pending.transition;
+    let since_epoch = pending
+        .at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let event_id = Uuid::new_v7(Timestamp::from_unix(
+        NoContext,
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos(),
+    ));
+    let recorded_at = system_time_to_micros(pending.at);
     let mut trace_hex = None;
     let mut metadata: BTreeMap<&str, &str> = BTreeMap::new();
     for (k, v) in &t.metadata {
@@ -158,7 +170,7 @@ pub(crate) fn encode(pending: &Pending, service: &str, framing: Framing) -> Enve
     write_fields(
         &mut payload,
         EventFields {
-            event_id: &pending.event_id,
+            event_id: &event_id,
             idempotency_key: IdempotencyKey::Derived,
             saga_id: &t.saga_id,
             saga_type: &t.saga_type,
@@ -167,7 +179,7 @@ pub(crate) fn encode(pending: &Pending, service: &str, framing: Framing) -> Enve
             attempt: t.attempt,
             order_id: t.order_id.as_deref(),
             service,
-            recorded_at: pending.recorded_at,
+            recorded_at,
             duration_micros: t
                 .duration
                 .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
@@ -179,8 +191,8 @@ pub(crate) fn encode(pending: &Pending, service: &str, framing: Framing) -> Enve
     Envelope {
         key: t.saga_id.clone(),
         payload,
-        event_id: pending.event_id,
-        recorded_at: pending.recorded_at,
+        event_id,
+        recorded_at,
         traceparent: pending.trace.map(|trace| trace.traceparent()),
     }
 }
