@@ -148,8 +148,9 @@ impl TestKafka {
         Ok(())
     }
 
-    /// Reads every message of `topic` from the beginning (partitions assigned, no group rebalance), until the
-    /// high watermarks are reached.
+    /// Reads every message of `topic` from the beginning (partitions assigned, no group rebalance): until the
+    /// high watermarks are reached, then on until nothing new arrives for a second (some brokers report
+    /// watermarks late or per batch).
     pub fn read_all(
         &self,
         topic: &str,
@@ -192,15 +193,17 @@ impl TestKafka {
         }
         consumer.assign(&assignment).map_err(err)?;
         let deadline = Instant::now() + timeout;
+        let idle = Duration::from_secs(1);
+        let mut last_message = Instant::now();
         let mut messages = Vec::new();
-        while !remaining.is_empty() {
+        while !remaining.is_empty() || last_message.elapsed() < idle {
             if Instant::now() > deadline {
                 return Err(TestKafkaError(format!(
                     "timed out after {timeout:?} with {} messages read; partitions not drained: {remaining:?}",
                     messages.len()
                 )));
             }
-            if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            if let Some(result) = consumer.poll(Duration::from_millis(100)) {
                 let message = result.map_err(err)?;
                 if let Some(&high) = remaining.get(&message.partition())
                     && message.offset() + 1 >= high
@@ -208,6 +211,7 @@ impl TestKafka {
                     remaining.remove(&message.partition());
                 }
                 messages.push(message.detach());
+                last_message = Instant::now();
             }
         }
         Ok(messages)
