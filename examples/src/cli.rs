@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::DemoError;
+use crate::central_tracker::TrackerOptions;
 use crate::saga::ServiceName;
 
 /// Runs Order/Product/Payment sagas over Kafka, records every step to `saga.tracker`, then reads the events
@@ -53,6 +54,25 @@ pub struct Args {
     /// Do not draw the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Also run the central tracker service in-process (same Kafka, PostgreSQL from --database-url) and print
+    /// the failed saga's timeline as its API serves it.
+    #[arg(long)]
+    pub with_tracker: bool,
+
+    /// PostgreSQL for --with-tracker; the run stores into a schema of its own, `saga_demo_<run id>`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = crate::central_tracker::DEFAULT_DATABASE_URL,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: String,
+
+    /// Keep the run's tracker schema instead of dropping it at the end.
+    #[arg(long, requires = "with_tracker")]
+    pub keep_tracker_data: bool,
 }
 
 /// Which part of the system a process runs.
@@ -161,6 +181,8 @@ pub struct DemoConfig {
     pub reply_timeout: Duration,
     /// Whether to draw a progress bar (it is drawn only on a terminal anyway).
     pub progress: bool,
+    /// `--with-tracker`: run the central tracker service in-process.
+    pub tracker: Option<TrackerOptions>,
 }
 
 impl Default for DemoConfig {
@@ -176,6 +198,7 @@ impl Default for DemoConfig {
             concurrency: 8,
             reply_timeout: Duration::from_secs(30),
             progress: true,
+            tracker: None,
         }
     }
 }
@@ -210,6 +233,17 @@ impl DemoConfig {
                 self.role.services().first().map_or("?", |s| s.short_name())
             ));
         }
+        if let Some(tracker) = &self.tracker {
+            if !self.role.runs_sagas() {
+                return invalid(
+                    "--with-tracker goes with the process that runs the sagas (--service all or order)"
+                        .into(),
+                );
+            }
+            if tracker.database_url.trim().is_empty() {
+                return invalid("--database-url must not be empty".into());
+            }
+        }
         Ok(())
     }
 }
@@ -231,6 +265,10 @@ impl TryFrom<Args> for DemoConfig {
             concurrency: args.concurrency,
             reply_timeout: Duration::from_secs(args.reply_timeout),
             progress: !args.no_progress,
+            tracker: args.with_tracker.then_some(TrackerOptions {
+                database_url: args.database_url,
+                keep_data: args.keep_tracker_data,
+            }),
         };
         config.validate()?;
         Ok(config)
@@ -287,6 +325,41 @@ mod tests {
             parse(&["--service", "product"])
                 .expect_err("needs brokers")
                 .contains("needs --brokers")
+        );
+        assert!(
+            parse(&["--keep-tracker-data"])
+                .expect_err("needs --with-tracker")
+                .contains("--with-tracker")
+        );
+        assert!(
+            parse(&[
+                "--with-tracker",
+                "--service",
+                "payment",
+                "--brokers",
+                "localhost:9092"
+            ])
+            .expect_err("payment runs no sagas")
+            .contains("--service all or order")
+        );
+    }
+
+    #[test]
+    fn with_tracker_takes_the_database_url() {
+        assert_eq!(parse(&[]).expect("ok").tracker, None);
+        let config = parse(&[
+            "--with-tracker",
+            "--database-url",
+            "postgres://u@db/x",
+            "--keep-tracker-data",
+        ])
+        .expect("ok");
+        assert_eq!(
+            config.tracker,
+            Some(TrackerOptions {
+                database_url: "postgres://u@db/x".into(),
+                keep_data: true,
+            })
         );
     }
 

@@ -4,11 +4,13 @@
 //! record every step and compensation to `saga.tracker`. The order service runs the sagas; afterwards the demo
 //! reads `saga.tracker` back, decodes every event, and reports what the events say: sagas by final state,
 //! events by status, per-step duration percentiles, the timeline of one compensated saga, and whether every
-//! saga's recorded timeline is consistent.
+//! saga's recorded timeline is consistent. With `--with-tracker` ([`central_tracker`]) the central tracker
+//! service runs in-process too, and the report adds the failed saga's timeline as its API serves it.
 //!
 //! [`run`] is the whole demo for a validated [`DemoConfig`]; the binary only parses arguments and prints.
 
 pub mod bus;
+pub mod central_tracker;
 pub mod cli;
 pub mod orchestrator;
 pub mod report;
@@ -32,7 +34,8 @@ use report::summary::{self, Summary};
 use saga::{OrderSaga, ServiceName};
 use services::ServiceSet;
 
-/// Exit code for bad input (arguments, unreachable brokers, an unwritable `--emit-json`).
+/// Exit code for bad input (arguments, unreachable brokers, an unwritable `--emit-json`, an unusable
+/// `--database-url` with `--with-tracker`).
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code when some saga's recorded timeline is inconsistent.
 pub const EXIT_INCONSISTENT: u8 = 1;
@@ -92,6 +95,17 @@ pub enum DemoError {
     /// The saga tracker could not be built or flushed.
     #[error("saga tracker: {0}")]
     Tracker(String),
+    /// `--with-tracker`: PostgreSQL is unreachable or the URL is invalid.
+    #[error("--with-tracker: cannot use the database at {url}: {reason}")]
+    TrackerDatabase {
+        /// The URL, password redacted.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// `--with-tracker`: the tracker service failed (start, ingestion, API).
+    #[error("tracker service: {0}")]
+    TrackerService(String),
     /// A bug in the demo.
     #[error("internal error: {0}")]
     Internal(String),
@@ -103,7 +117,8 @@ impl DemoError {
         match self {
             DemoError::InvalidInput(_)
             | DemoError::BrokersUnreachable { .. }
-            | DemoError::EmitJson { .. } => EXIT_BAD_INPUT,
+            | DemoError::EmitJson { .. }
+            | DemoError::TrackerDatabase { .. } => EXIT_BAD_INPUT,
             _ => EXIT_FAILED,
         }
     }
@@ -163,6 +178,8 @@ pub struct RunReport {
     pub tracker_stats: Vec<(ServiceName, TrackerStats)>,
     /// The spool directory, kept because some event could not be delivered.
     pub kept_spool: Option<PathBuf>,
+    /// `--with-tracker`: what the in-process tracker service served.
+    pub tracker: Option<central_tracker::TrackerReport>,
 }
 
 impl RunReport {
@@ -264,6 +281,10 @@ impl RunReport {
                 out.push_str(&report::timeline::render(saga_id, state, timeline));
             }
             None => out.push_str("No saga failed in this run: no compensation timeline to show.\n"),
+        }
+        if let Some(tracker) = &self.tracker {
+            out.push('\n');
+            out.push_str(&tracker.render());
         }
         out.push('\n');
         let problems = self.problems();
@@ -391,24 +412,67 @@ async fn run_with(
 
     // Note where every topic ends now: this run reads only what comes after.
     let tracker_start = kafka.end_offsets(TRACKER_TOPIC)?;
+    // `--with-tracker`: the central tracker service runs beside the services, on the same Kafka, from where this
+    // run's part of saga.tracker begins. It starts before any saga (an unreachable database is bad input) and
+    // stops, with its schema dropped, however the run ends.
+    let central = match &config.tracker {
+        Some(options) if config.role.runs_sagas() => Some(
+            central_tracker::InProcessTracker::start(options, &kafka, &run_id, &tracker_start)
+                .await?,
+        ),
+        _ => None,
+    };
+    let keep_data = config.tracker.as_ref().is_some_and(|t| t.keep_data);
+    let outcome = run_services(
+        config,
+        &kafka,
+        run_id,
+        spool_root,
+        &tracker_start,
+        central.as_ref(),
+    )
+    .await;
+    let Some(central) = central else {
+        return outcome;
+    };
+    let stopped = central.stop(keep_data).await;
+    let mut outcome = outcome?;
+    let kept = stopped?;
+    if let DemoOutcome::Report(report) = &mut outcome
+        && let Some(tracker) = &mut report.tracker
+    {
+        tracker.kept = kept;
+    }
+    Ok(outcome)
+}
+
+/// The services and, for roles that run them, the sagas and the report.
+async fn run_services(
+    config: DemoConfig,
+    kafka: &Kafka,
+    run_id: String,
+    spool_root: &Path,
+    tracker_start: &bus::Offsets,
+    central: Option<&central_tracker::InProcessTracker>,
+) -> Result<DemoOutcome, DemoError> {
     let reply_start = kafka.end_offsets(REPLY_TOPIC)?;
     let mut command_starts = BTreeMap::new();
     let mut trackers = Vec::new();
     for &service in config.role.services() {
         command_starts.insert(service, kafka.end_offsets(bus::command_topic(service))?);
-        trackers.push((service, build_tracker(&kafka, service, spool_root)?));
+        trackers.push((service, build_tracker(kafka, service, spool_root)?));
     }
     // One tracker per service, each scoped to its service's handlers (three services share this process, and
-    // each records under its own service name). Components that run beside the services (the tracker service
-    // of a future `--with-tracker`) start here, on the same `kafka`, and stop with them.
-    let services = ServiceSet::start(&kafka, trackers, &command_starts)?;
+    // each records under its own service name). The tracker service of `--with-tracker` runs beside them (see
+    // `run_with`).
+    let services = ServiceSet::start(kafka, trackers, &command_starts)?;
 
     if !config.role.runs_sagas() {
-        return serve_until_ctrl_c(&kafka, services, spool_root).await;
+        return serve_until_ctrl_c(kafka, services, spool_root).await;
     }
 
     let plans = orchestrator::plan(&config, &run_id);
-    let orchestrator = Orchestrator::start(&kafka, &reply_start, config.reply_timeout)?;
+    let orchestrator = Orchestrator::start(kafka, &reply_start, config.reply_timeout)?;
     let progress = progress_bar(&config);
     let started = Instant::now();
     let runs = orchestrator
@@ -446,7 +510,7 @@ async fn run_with(
         REMOTE_SETTLE
     };
     let read =
-        tokio::task::block_in_place(|| read_until_settled(&kafka, &tracker_start, &plans, settle))?;
+        tokio::task::block_in_place(|| read_until_settled(kafka, tracker_start, &plans, settle))?;
     if let Some(path) = &config.emit_json {
         write_json_lines(path, &read.events)?;
     }
@@ -472,6 +536,12 @@ async fn run_with(
         .collect();
     let deduplicated: Vec<SagaEvent> = timelines.values().flatten().cloned().collect();
     let summary = summary::summarize(&deduplicated, &consistency, &order_saga_shape());
+    let tracker = match central {
+        Some(central) => {
+            Some(ask_the_tracker(central, &read.events, &consistency, &timelines).await?)
+        }
+        None => None,
+    };
     Ok(DemoOutcome::Report(Box::new(RunReport {
         run_id,
         kafka: kafka.describe(),
@@ -489,7 +559,27 @@ async fn run_with(
         summary,
         tracker_stats,
         kept_spool,
+        tracker,
     })))
+}
+
+/// Waits until the tracker service has stored every event read back, then asks its API about the saga whose
+/// timeline the report shows (the first saga when none failed).
+async fn ask_the_tracker(
+    central: &central_tracker::InProcessTracker,
+    events: &[SagaEvent],
+    consistency: &Consistency,
+    timelines: &BTreeMap<String, Vec<SagaEvent>>,
+) -> Result<central_tracker::TrackerReport, DemoError> {
+    let ids: HashSet<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+    let waited = central
+        .wait_for_events(&ids, central_tracker::INGEST_TIMEOUT)
+        .await?;
+    let saga_id = report::timeline::pick_failed_saga(consistency, timelines)
+        .map(|(id, _)| id)
+        .or_else(|| timelines.keys().next().map(String::as_str))
+        .ok_or_else(|| DemoError::Internal("no saga recorded any event".into()))?;
+    central.fetch(saga_id, waited, ids.len()).await
 }
 
 /// Reads this run's events back from `saga.tracker`. Services in other processes flush on their own schedule:
@@ -627,6 +717,7 @@ mod tests {
             summary,
             tracker_stats: Vec::new(),
             kept_spool: None,
+            tracker: None,
         }
     }
 

@@ -10,17 +10,49 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use support::*;
 
-/// Runs `iters` calls in chunks, timing only the calls; `between` runs untimed after each chunk.
-fn chunked(iters: u64, mut call: impl FnMut(u64), mut between: impl FnMut()) -> Duration {
+/// A clock for one timed burst.
+trait Clock {
+    type Start;
+    fn start() -> Self::Start;
+    fn elapsed(start: &Self::Start) -> Duration;
+}
+
+/// Wall-clock time: what the caller waits, including time its core spends on other threads.
+struct Wall;
+impl Clock for Wall {
+    type Start = Instant;
+    fn start() -> Instant {
+        Instant::now()
+    }
+    fn elapsed(start: &Instant) -> Duration {
+        start.elapsed()
+    }
+}
+
+/// The calling thread's own CPU time: what the recording costs the caller, without time lost to being
+/// preempted by the tracker's worker, librdkafka and the in-process mock brokers on this two-core machine.
+struct ThreadCpu;
+impl Clock for ThreadCpu {
+    type Start = cpu_time::ThreadTime;
+    fn start() -> cpu_time::ThreadTime {
+        cpu_time::ThreadTime::now()
+    }
+    fn elapsed(start: &cpu_time::ThreadTime) -> Duration {
+        start.elapsed()
+    }
+}
+
+/// Runs `iters` calls in bursts, timing only the calls; `between` runs untimed after each burst.
+fn chunked<C: Clock>(iters: u64, mut call: impl FnMut(u64), mut between: impl FnMut()) -> Duration {
     let mut total = Duration::ZERO;
     let mut done = 0;
     while done < iters {
         let n = BURST.min(iters - done);
-        let start = Instant::now();
+        let start = C::start();
         for i in done..done + n {
             call(i);
         }
-        total += start.elapsed();
+        total += C::elapsed(&start);
         between();
         done += n;
     }
@@ -29,61 +61,110 @@ fn chunked(iters: u64, mut call: impl FnMut(u64), mut between: impl FnMut()) -> 
 
 fn bench(c: &mut Criterion) {
     let (_kafka, tracker, _topic, _spool) = kafka_tracker("bench-service");
+    // The same recording with a sink that acknowledges at once: the caller's own cost, without the mock
+    // brokers and librdkafka threads competing for this machine's two cores (information, not a target).
+    let null = saga_tracker::Tracker::builder()
+        .service("bench-service")
+        .sink(NullSink)
+        .without_spool()
+        .build()
+        .expect("null tracker");
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::sink)
         .with_max_level(tracing::Level::TRACE)
         .finish();
     let dispatch = tracing::Dispatch::new(subscriber);
 
-    let mut sync = c.benchmark_group("caller_overhead_sync");
-    sync.bench_function("plain", |b| {
-        b.iter_custom(|n| chunked(n, |i| drop(black_box(plain(i))), || ()))
-    });
-    sync.bench_function("saga_step", |b| {
-        saga_tracker::with_default(&tracker, || {
-            b.iter_custom(|n| chunked(n, |i| drop(black_box(annotated(i))), || flush(&tracker)))
-        })
-    });
-    sync.bench_function("tracing_instrument", |b| {
-        tracing::dispatcher::with_default(&dispatch, || {
-            b.iter_custom(|n| chunked(n, |i| drop(black_box(instrumented(i))), || ()))
-        })
-    });
-    sync.finish();
+    for (clock, cpu) in [("", false), ("_cpu", true)] {
+        let run = |n: u64, call: &dyn Fn(u64), between: &dyn Fn()| {
+            if cpu {
+                chunked::<ThreadCpu>(n, call, between)
+            } else {
+                chunked::<Wall>(n, call, between)
+            }
+        };
+        let mut sync = c.benchmark_group(format!("caller_overhead_sync{clock}"));
+        sync.bench_function("plain", |b| {
+            b.iter_custom(|n| run(n, &|i| drop(black_box(plain(i))), &|| ()))
+        });
+        sync.bench_function("saga_step", |b| {
+            saga_tracker::with_default(&tracker, || {
+                b.iter_custom(|n| {
+                    run(n, &|i| drop(black_box(annotated(i))), &|| {
+                        flush_elsewhere(&tracker)
+                    })
+                })
+            })
+        });
+        sync.bench_function("saga_step_null_sink", |b| {
+            saga_tracker::with_default(&null, || {
+                b.iter_custom(|n| {
+                    run(n, &|i| drop(black_box(annotated(i))), &|| {
+                        flush_elsewhere(&null)
+                    })
+                })
+            })
+        });
+        sync.bench_function("tracing_instrument", |b| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                b.iter_custom(|n| run(n, &|i| drop(black_box(instrumented(i))), &|| ()))
+            })
+        });
+        sync.finish();
 
-    let mut asynch = c.benchmark_group("caller_overhead_async");
-    asynch.bench_function("plain", |b| {
-        b.iter_custom(|n| chunked(n, |i| drop(black_box(run_ready(plain_async(i)))), || ()))
-    });
-    asynch.bench_function("saga_step", |b| {
-        saga_tracker::with_default(&tracker, || {
-            b.iter_custom(|n| {
-                chunked(
-                    n,
-                    |i| drop(black_box(run_ready(annotated_async(i)))),
-                    || flush(&tracker),
-                )
+        let mut asynch = c.benchmark_group(format!("caller_overhead_async{clock}"));
+        asynch.bench_function("plain", |b| {
+            b.iter_custom(|n| run(n, &|i| drop(black_box(run_ready(plain_async(i)))), &|| ()))
+        });
+        asynch.bench_function("saga_step", |b| {
+            saga_tracker::with_default(&tracker, || {
+                b.iter_custom(|n| {
+                    run(
+                        n,
+                        &|i| drop(black_box(run_ready(annotated_async(i)))),
+                        &|| flush_elsewhere(&tracker),
+                    )
+                })
             })
-        })
-    });
-    asynch.bench_function("tracing_instrument", |b| {
-        tracing::dispatcher::with_default(&dispatch, || {
-            b.iter_custom(|n| {
-                chunked(
-                    n,
-                    |i| drop(black_box(run_ready(instrumented_async(i)))),
-                    || (),
-                )
+        });
+        asynch.bench_function("tracing_instrument", |b| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                b.iter_custom(|n| {
+                    run(
+                        n,
+                        &|i| drop(black_box(run_ready(instrumented_async(i)))),
+                        &|| (),
+                    )
+                })
             })
-        })
-    });
-    asynch.finish();
+        });
+        asynch.finish();
+    }
     assert_eq!(tracker.stats().lost, 0);
     assert_eq!(
         tracker.stats().spooled,
         0,
         "the bench must not overflow the queue"
     );
+}
+
+/// Acknowledges every event at once.
+struct NullSink;
+
+impl saga_tracker::Sink for NullSink {
+    fn send(
+        &self,
+        _envelope: saga_tracker::sink::Envelope,
+        delivery: saga_tracker::sink::Delivery,
+    ) {
+        delivery.delivered();
+    }
+    fn flush(&self, _timeout: Duration) -> Result<(), saga_tracker::sink::SinkError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "null".into()
+    }
 }
 
 criterion_group!(benches, bench);

@@ -28,9 +28,23 @@ impl TrackerStats {
     }
 }
 
+/// Keeps its value on its own cache lines (128 bytes covers adjacent-line prefetching), so a counter that callers
+/// bump does not share a line with what the worker and librdkafka's threads write.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub recorded: AtomicU64,
+    /// Bumped on the callers' threads; the others on the worker's and librdkafka's.
+    pub recorded: Padded<AtomicU64>,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub spooled: AtomicU64,

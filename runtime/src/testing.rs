@@ -65,6 +65,11 @@ fn err(e: impl std::fmt::Display) -> TestKafkaError {
 impl TestKafka {
     /// The external broker when `SAGA_TRACKER_TEST_BROKERS` is set, else a 3-broker mock cluster.
     pub fn start() -> Result<TestKafka, TestKafkaError> {
+        Self::start_with(3)
+    }
+
+    /// Like [`start`](Self::start), with `broker_count` mock brokers.
+    pub fn start_with(broker_count: i32) -> Result<TestKafka, TestKafkaError> {
         match std::env::var(TEST_BROKERS_ENV) {
             Ok(brokers) if !brokers.trim().is_empty() => Ok(TestKafka {
                 cluster: None,
@@ -72,7 +77,6 @@ impl TestKafka {
                 broker_count: 0,
             }),
             _ => {
-                let broker_count = 3;
                 let cluster = MockCluster::new(broker_count).map_err(err)?;
                 let brokers = cluster.bootstrap_servers();
                 Ok(TestKafka {

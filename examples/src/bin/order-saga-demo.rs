@@ -2,7 +2,8 @@
 //! the events back and reports what they say.
 //!
 //! Exit codes: 0 all timelines consistent; 1 some saga's recorded timeline is inconsistent; 2 bad input
-//! (arguments, unreachable `--brokers`, unwritable `--emit-json`); 3 the demo could not finish.
+//! (arguments, unreachable `--brokers`, unwritable `--emit-json`, unusable `--database-url` with
+//! `--with-tracker`); 3 the demo could not finish.
 
 use std::process::ExitCode;
 

@@ -139,8 +139,8 @@ pub struct RunningService {
 
 /// The services running in this process. Stopping them waits for in-flight commands.
 ///
-/// This is the seam for components that run beside the services in one process (e.g. a tracker service
-/// consuming `saga.tracker`): start them with the same [`Kafka`] and stop them in [`ServiceSet::stop`].
+/// Components that run beside the services in one process (the tracker service of `--with-tracker`, see
+/// [`crate::central_tracker`]) start with the same [`Kafka`] and stop when the run ends.
 #[derive(Debug)]
 pub struct ServiceSet {
     /// The services.

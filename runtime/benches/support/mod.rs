@@ -69,7 +69,8 @@ pub fn run_ready<F: std::future::Future>(future: F) -> F::Output {
 
 /// A mock cluster (or SAGA_TRACKER_TEST_BROKERS) with the topic, and a tracker publishing to it.
 pub fn kafka_tracker(service: &str) -> (TestKafka, Tracker, String, tempfile::TempDir) {
-    let kafka = TestKafka::start().expect("kafka");
+    // One mock broker: every broker is threads in this process, competing with the caller for two cores.
+    let kafka = TestKafka::start_with(1).expect("kafka");
     let topic = kafka.unique_topic("saga.tracker");
     kafka.create_topic(&topic, 3).expect("topic");
     let spool = tempfile::tempdir().expect("spool");
@@ -88,4 +89,12 @@ pub fn kafka_tracker(service: &str) -> (TestKafka, Tracker, String, tempfile::Te
 
 pub fn flush(tracker: &Tracker) {
     tracker.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Flushes from another thread: librdkafka serves delivery reports on the thread that flushes, and a handler's
+/// thread never flushes between calls, so the measured thread's caches stay as a handler's would.
+pub fn flush_elsewhere(tracker: &Tracker) {
+    std::thread::scope(|s| {
+        s.spawn(|| flush(tracker));
+    });
 }

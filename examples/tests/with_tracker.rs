@@ -1,0 +1,264 @@
+//! `--with-tracker`: the demo runs the central tracker service in-process against the real PostgreSQL
+//! (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`) on a MockCluster, or on
+//! `SAGA_TRACKER_TEST_BROKERS` when set, and what its API serves matches what the demo read back from Kafka.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use saga_tracker::SagaEvent;
+use saga_tracker::testing::TestKafka;
+use saga_tracker_examples::bus::all_topics;
+use saga_tracker_examples::central_tracker::{DEFAULT_DATABASE_URL, TrackerOptions};
+use saga_tracker_examples::orchestrator::Fate;
+use saga_tracker_examples::{BrokerChoice, DemoConfig, DemoOutcome, RunReport, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_order-saga-demo");
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// The demo on a test broker (MockCluster, or `SAGA_TRACKER_TEST_BROKERS`) with the tracker service.
+fn run_with_tracker(sagas: u32, keep_data: bool) -> Box<RunReport> {
+    let kafka = TestKafka::start().expect("test kafka");
+    for topic in all_topics() {
+        kafka.create_topic(topic, 3).expect("topic");
+    }
+    let outcome = run(DemoConfig {
+        sagas,
+        brokers: BrokerChoice::External(kafka.brokers().to_owned()),
+        progress: false,
+        tracker: Some(TrackerOptions {
+            database_url: database_url(),
+            keep_data,
+        }),
+        ..DemoConfig::default()
+    })
+    .expect("demo runs");
+    match outcome {
+        DemoOutcome::Report(report) => report,
+        DemoOutcome::Served(_) => panic!("expected a report"),
+    }
+}
+
+/// Runs `f` with a connection pool to the test database.
+fn with_db<T>(f: impl AsyncFnOnce(&sqlx::PgPool) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&database_url())
+            .await
+            .expect("test database");
+        let out = f(&pool).await;
+        pool.close().await;
+        out
+    })
+}
+
+fn schema_exists(schema: &str) -> bool {
+    with_db(async |pool| {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+        )
+        .bind(schema)
+        .fetch_one(pool)
+        .await
+        .expect("query");
+        n == 1
+    })
+}
+
+/// Drops a kept schema at the end of a test (also when it fails).
+struct DropSchema(String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0);
+        with_db(async |pool| {
+            let _ = sqlx::query(&sql).execute(pool).await;
+        });
+    }
+}
+
+#[test]
+fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
+    let report = run_with_tracker(12, false);
+    assert!(report.is_consistent(), "problems: {:?}", report.problems());
+    let tracker = report.tracker.as_ref().expect("tracker report");
+    let saga_id = tracker.saga.saga_id.as_str();
+
+    // The saga shown is one the demo planned to fail at payment and compensate successfully.
+    let plan = report
+        .plans
+        .iter()
+        .find(|p| p.saga_id == saga_id)
+        .expect("a saga of this run");
+    assert_eq!(plan.fate, Fate::FailAtPayment, "{saga_id}");
+    assert_eq!(tracker.saga.status, "COMPENSATED");
+    assert_eq!(tracker.saga.failed_step.as_deref(), Some("charge_payment"));
+    assert!(tracker.saga.pending_compensations.is_empty());
+
+    // Same events as read back from Kafka: same ids, each at the same time, in recordedAt order.
+    let mut from_kafka: BTreeMap<uuid::Uuid, &SagaEvent> = BTreeMap::new();
+    for event in report.events.iter().filter(|e| e.saga_id == saga_id) {
+        from_kafka.insert(event.event_id, event);
+    }
+    let api_ids: Vec<uuid::Uuid> = tracker.timeline.iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        api_ids.iter().copied().collect::<BTreeSet<_>>(),
+        from_kafka.keys().copied().collect::<BTreeSet<_>>(),
+        "event ids"
+    );
+    assert_eq!(api_ids.len(), from_kafka.len(), "no event twice");
+    assert_eq!(tracker.saga.event_count, from_kafka.len() as i64);
+    for api in &tracker.timeline {
+        let kafka = from_kafka[&api.event_id];
+        assert_eq!(
+            api.recorded_at.timestamp_micros(),
+            kafka.recorded_at,
+            "{}",
+            api.event_id
+        );
+        assert_eq!(
+            (&api.step, &api.status, &api.service),
+            (&kafka.step, &kafka.status.to_string(), &kafka.service)
+        );
+        assert_eq!(api.duration_micros, kafka.duration_micros);
+        assert_eq!(
+            api.error_kind.as_deref(),
+            kafka.error.as_ref().map(|e| e.kind.as_str())
+        );
+    }
+    let times: Vec<i64> = tracker
+        .timeline
+        .iter()
+        .map(|e| e.recorded_at.timestamp_micros())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    assert_eq!(times, sorted, "ordered by recordedAt");
+
+    // The failure links to the compensations it triggered, and they back to it.
+    let failed = tracker
+        .timeline
+        .iter()
+        .find(|e| e.status == "FAILED")
+        .expect("a FAILED event");
+    let compensations: Vec<uuid::Uuid> = tracker
+        .timeline
+        .iter()
+        .filter(|e| e.status.starts_with("COMPENSAT"))
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(
+        compensations.len(),
+        4,
+        "two compensations, started and done"
+    );
+    assert_eq!(failed.triggered_compensations, compensations);
+    assert!(
+        tracker
+            .timeline
+            .iter()
+            .filter(|e| e.status.starts_with("COMPENSAT"))
+            .all(|e| e.triggered_by == Some(failed.event_id))
+    );
+
+    // Every event of the run was stored; the metrics say so too.
+    let distinct: BTreeSet<uuid::Uuid> = report.events.iter().map(|e| e.event_id).collect();
+    assert_eq!(tracker.run_events, distinct.len());
+    assert!(
+        tracker
+            .metrics_lines
+            .iter()
+            .any(|l| l.starts_with("saga_tracker_events_ingested_total{")),
+        "{:?}",
+        tracker.metrics_lines
+    );
+    assert!(
+        tracker
+            .metrics_lines
+            .iter()
+            .any(|l| l == "saga_tracker_sagas{status=\"COMPENSATED\"} 3"),
+        "12 sagas at the default shares: 3 compensated; {:?}",
+        tracker.metrics_lines
+    );
+
+    let printed = report.render();
+    assert!(
+        printed.contains(&format!(
+            "Timeline of {saga_id} as served by GET {}/api/v1/sagas/{saga_id}/timeline",
+            tracker.api_url
+        )),
+        "{printed}"
+    );
+    assert!(printed.contains("derived state COMPENSATED"), "{printed}");
+    assert!(
+        printed.contains("compensates failure #6"),
+        "links: {printed}"
+    );
+    assert!(
+        printed.contains(&format!("schema {} dropped", tracker.schema)),
+        "{printed}"
+    );
+
+    // The run's schema is gone.
+    assert!(!tracker.kept);
+    assert!(
+        !schema_exists(&tracker.schema),
+        "{} dropped",
+        tracker.schema
+    );
+}
+
+#[test]
+fn keep_tracker_data_keeps_the_runs_schema() {
+    let report = run_with_tracker(3, true);
+    let tracker = report.tracker.as_ref().expect("tracker report");
+    assert!(tracker.kept);
+    let _cleanup = DropSchema(tracker.schema.clone());
+    let sql = format!("SELECT count(*) FROM \"{}\".saga_events", tracker.schema);
+    let stored: i64 = with_db(async |pool| {
+        sqlx::query_scalar(&sql)
+            .fetch_one(pool)
+            .await
+            .expect("kept events")
+    });
+    let distinct: BTreeSet<uuid::Uuid> = report.events.iter().map(|e| e.event_id).collect();
+    assert_eq!(stored, distinct.len() as i64, "only this run's events");
+    assert!(
+        report
+            .render()
+            .contains(&format!("kept in schema {}", tracker.schema))
+    );
+}
+
+#[test]
+fn an_unusable_database_gives_one_line_and_exit_code_2() {
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["--database-url", "postgres://postgres@127.0.0.1:1/test"],
+            "error: --with-tracker: cannot use the database at postgres://postgres@127.0.0.1:1/test:",
+        ),
+        (
+            &["--database-url", "mysql://nope"],
+            "error: --with-tracker: cannot use the database at mysql://nope: invalid URL:",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = Command::new(BIN)
+            .args(["--with-tracker", "--sagas", "2", "--no-progress"])
+            .args(args)
+            .output()
+            .expect("run order-saga-demo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line, {stderr:?}");
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
