@@ -48,6 +48,10 @@ impl ReadBack {
     }
 }
 
+/// How long reading goes on after the reported end of every partition was reached: a broker may report its end
+/// offsets per batch or late (tansu does), so the read ends only when nothing more arrives for this long.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// Reads `topic` from `start` up to its current end, keeping the messages whose key is one of `saga_ids`.
 /// Blocking: call it from a blocking thread.
 pub fn read_back(
@@ -58,49 +62,41 @@ pub fn read_back(
     timeout: Duration,
 ) -> Result<ReadBack, DemoError> {
     let consumer = kafka.plain_consumer()?;
-    let end = bus::end_offsets(&consumer, topic)?;
+    let mut end = bus::end_offsets(&consumer, topic)?;
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for (&partition, &high) in &end {
         let from = start.get(&partition).copied().unwrap_or(0);
         if high > from {
             remaining.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Offset(from))
-                .map_err(|e| DemoError::Kafka(format!("assign {topic}/{partition}: {e}")))?;
         }
+        assignment
+            .add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(|e| DemoError::Kafka(format!("assign {topic}/{partition}: {e}")))?;
     }
-    let mut read = ReadBack {
-        end: end.clone(),
-        ..ReadBack::default()
-    };
-    if remaining.is_empty() {
-        return Ok(read);
-    }
+    let mut read = ReadBack::default();
     consumer
         .assign(&assignment)
         .map_err(|e| DemoError::Kafka(format!("assign {topic}: {e}")))?;
     let deadline = Instant::now() + timeout;
-    while !remaining.is_empty() {
+    let mut last_message = Instant::now();
+    while !remaining.is_empty() || last_message.elapsed() < SETTLE {
         if Instant::now() > deadline {
             return Err(DemoError::Kafka(format!(
                 "reading {topic} back timed out after {timeout:?} with {} messages read; not drained: {remaining:?}",
                 read.messages
             )));
         }
-        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
         let message = result.map_err(|e| DemoError::Kafka(format!("reading {topic}: {e}")))?;
         let partition = message.partition();
-        let Some(&high) = remaining.get(&partition) else {
-            continue;
-        };
-        if message.offset() >= high {
-            remaining.remove(&partition);
-            continue;
-        }
-        if message.offset() + 1 >= high {
+        last_message = Instant::now();
+        let next = message.offset() + 1;
+        let known_end = end.entry(partition).or_insert(next);
+        *known_end = (*known_end).max(next);
+        if remaining.get(&partition).is_some_and(|&high| next >= high) {
             remaining.remove(&partition);
         }
         read.messages += 1;
@@ -121,5 +117,6 @@ pub fn read_back(
             }),
         }
     }
+    read.end = end;
     Ok(read)
 }
