@@ -42,19 +42,31 @@ impl Clock for ThreadCpu {
     }
 }
 
-/// Runs `iters` calls in bursts, timing only the calls; `between` runs untimed after each burst.
+thread_local! {
+    /// Calls since the last flush, across criterion's invocations of a routine.
+    static PENDING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `iters` calls, timing only the calls; after every [`BURST`] calls (counted across invocations, so a
+/// flush is amortised over many calls however small criterion makes a sample) `between` runs untimed.
 fn chunked<C: Clock>(iters: u64, mut call: impl FnMut(u64), mut between: impl FnMut()) -> Duration {
     let mut total = Duration::ZERO;
     let mut done = 0;
     while done < iters {
-        let n = BURST.min(iters - done);
+        let pending = PENDING.with(std::cell::Cell::get);
+        let n = (BURST - pending).min(iters - done);
         let start = C::start();
         for i in done..done + n {
             call(i);
         }
         total += C::elapsed(&start);
-        between();
         done += n;
+        if pending + n >= BURST {
+            between();
+            PENDING.with(|p| p.set(0));
+        } else {
+            PENDING.with(|p| p.set(pending + n));
+        }
     }
     total
 }
