@@ -260,6 +260,15 @@ pub fn decode_any(
     }
 }
 
+/// Decodes a message in either framing without checking a Confluent schema id: for sinks and the spool, which only
+/// ever see their own tracker's messages.
+pub fn decode_either_framing(message: &[u8]) -> Result<SagaEvent, DecodeError> {
+    match message {
+        [0, _, _, _, _, datum @ ..] => decode_datum(datum),
+        _ => decode(message),
+    }
+}
+
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -54,12 +54,9 @@ impl JsonLinesSink {
 
 impl Sink for JsonLinesSink {
     fn send(&self, envelope: Envelope, delivery: Delivery) {
-        let line = match envelope.payload.first() {
-            Some(0) if envelope.payload.len() >= 5 => codec::decode_datum(&envelope.payload[5..]),
-            _ => codec::decode(&envelope.payload),
-        }
-        .map_err(|e| e.to_string())
-        .and_then(|event| serde_json::to_string(&event).map_err(|e| e.to_string()));
+        let line = codec::decode_either_framing(&envelope.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|event| serde_json::to_string(&event).map_err(|e| e.to_string()));
         let written = line.and_then(|line| {
             let mut out = self.out.lock().map_err(|_| "writer poisoned".to_owned())?;
             writeln!(out, "{line}").map_err(|e| e.to_string())

@@ -74,10 +74,7 @@ impl MemorySink {
 
 impl Sink for MemorySink {
     fn send(&self, envelope: Envelope, delivery: Delivery) {
-        let decoded = match envelope.payload.first() {
-            Some(0) if envelope.payload.len() >= 5 => codec::decode_datum(&envelope.payload[5..]),
-            _ => codec::decode(&envelope.payload),
-        };
+        let decoded = codec::decode_either_framing(&envelope.payload);
         match decoded {
             Ok(event) => {
                 self.lock().push(RecordedMessage {

@@ -265,10 +265,7 @@ impl Tracker {
 
 /// The event id and time of a spooled message, for its delivery report (best effort: the bytes are re-sent as-is).
 fn spool_identity(payload: &[u8]) -> (Uuid, i64) {
-    let decoded = match payload.first() {
-        Some(0) if payload.len() >= 5 => crate::codec::decode_datum(&payload[5..]),
-        _ => crate::codec::decode(payload),
-    };
+    let decoded = crate::codec::decode_either_framing(payload);
     decoded
         .map(|e| (e.event_id, e.recorded_at))
         .unwrap_or((Uuid::nil(), 0))
