@@ -18,6 +18,7 @@ use futures::future::CatchUnwind;
 
 use crate::Tracker;
 use crate::event::{StepError, StepStatus};
+use crate::otel::TraceIds;
 use crate::registry::{HandlerKind, StepDescriptor};
 use crate::saga::{SagaContext, StepOutcome};
 use crate::transition::Transition;
@@ -96,6 +97,8 @@ pub struct StepGuard {
     /// (on some machines a clock read costs ~50 ns; a monotonic clock would double the reads). A clock stepped
     /// backwards mid-step gives a duration of 0.
     started: SystemTime,
+    /// The OpenTelemetry ids of the span the step started in, used for its start and its end event.
+    trace: Option<TraceIds>,
     finished: bool,
 }
 
@@ -108,6 +111,7 @@ impl StepGuard {
             tracker: crate::current(),
             ids,
             started: SystemTime::now(),
+            trace: TraceIds::current(),
             finished: false,
         };
         let status = match descriptor.kind {
@@ -187,7 +191,7 @@ impl StepGuard {
             error,
             metadata: self.ids.metadata.clone(),
         };
-        if let Err(err) = tracker.record_at(transition, at) {
+        if let Err(err) = tracker.record_traced(transition, at, self.trace) {
             tracing::error!(%err, handler = %d.fn_path(), "saga-tracker: a step transition could not be recorded");
         }
     }

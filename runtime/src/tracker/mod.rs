@@ -113,6 +113,17 @@ impl Tracker {
 
     /// [`record`](Tracker::record) with the transition's time given (`recordedAt`, and the UUIDv7's timestamp).
     pub fn record_at(&self, transition: Transition, at: SystemTime) -> Result<(), RecordError> {
+        self.record_traced(transition, at, TraceIds::current())
+    }
+
+    /// [`record_at`](Tracker::record_at) with the OpenTelemetry ids already captured (a step guard captures them
+    /// once, at STARTED, for both of its events).
+    pub(crate) fn record_traced(
+        &self,
+        transition: Transition,
+        at: SystemTime,
+        trace: Option<TraceIds>,
+    ) -> Result<(), RecordError> {
         if transition.saga_id.is_empty() {
             return Err(RecordError::EmptySagaId {
                 saga_type: transition.saga_type.into_owned(),
@@ -124,7 +135,7 @@ impl Tracker {
         }
         let pending = Pending {
             at,
-            trace: TraceIds::current(),
+            trace,
             transition,
         };
         Counters::bump(&self.inner.reporter.counters.recorded);
