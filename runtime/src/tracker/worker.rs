@@ -40,7 +40,9 @@ pub(crate) enum Command {
 #[derive(Debug, Default)]
 pub(crate) struct Wakeup {
     lingering: AtomicBool,
-    /// Bumped by callers, reset by the worker once per linger: alone on its cache lines.
+    /// Set by flush and shutdown: the next round drains everything, not just its batch.
+    drain_all: AtomicBool,
+    /// Bumped by callers, taken by the worker once per round: alone on its cache lines.
     queued: crate::stats::Padded<AtomicUsize>,
     thread: OnceLock<Thread>,
 }
@@ -56,12 +58,17 @@ impl Wakeup {
     pub(crate) fn after_push(&self) {
         let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
         if queued >= WAKE_AT && self.lingering.swap(false, Ordering::AcqRel) {
-            self.wake();
+            self.unpark();
         }
     }
 
-    /// Wakes the worker unconditionally (flush, shutdown).
+    /// Wakes the worker to drain everything queued (flush, shutdown).
     pub(crate) fn wake(&self) {
+        self.drain_all.store(true, Ordering::Release);
+        self.unpark();
+    }
+
+    fn unpark(&self) {
         if let Some(thread) = self.thread.get() {
             thread.unpark();
         }
@@ -80,6 +87,7 @@ pub(crate) fn run(
     sink: Arc<dyn Sink>,
     reporter: Arc<Reporter>,
 ) {
+    lower_own_priority();
     let handle = |command: Command| match command {
         Command::Record(pending) => {
             let envelope = encode(&pending, &service, framing);
@@ -96,10 +104,22 @@ pub(crate) fn run(
         }
     };
     loop {
-        wakeup.queued.store(0, Ordering::Relaxed);
-        loop {
+        // A round takes the batch that was queued when it began, so the worker stays a batch behind the callers
+        // instead of chasing the slot each of them is writing (that moves a cache line between cores per event).
+        // Flush and shutdown drain everything; so does a timer round with nothing counted.
+        let drain_all = wakeup.drain_all.swap(false, Ordering::AcqRel);
+        let counted = wakeup.queued.swap(0, Ordering::AcqRel);
+        let mut budget = if drain_all || counted == 0 {
+            usize::MAX
+        } else {
+            counted
+        };
+        while budget > 0 {
             match rx.try_recv() {
-                Ok(command) => handle(command),
+                Ok(command) => {
+                    handle(command);
+                    budget -= 1;
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }
@@ -107,6 +127,22 @@ pub(crate) fn run(
         wakeup.lingering.store(true, Ordering::Release);
         std::thread::park_timeout(LINGER);
         wakeup.lingering.store(false, Ordering::Release);
+    }
+}
+
+/// Recording is background work: when the worker and a handler's thread want the same core, the handler should
+/// win. On Linux a thread has its own nice value; the worker takes nice 10 (it only lowers its own priority, which
+/// needs no privilege). Elsewhere, nothing changes.
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority takes plain integers; with PRIO_PROCESS and who = 0 Linux applies it to the calling
+        // thread only. Failure (e.g. a seccomp filter) leaves the priority as it was, which is harmless.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        if rc != 0 {
+            tracing::debug!("saga-tracker: could not lower the worker thread's priority");
+        }
     }
 }
 
