@@ -19,15 +19,6 @@ pub struct TrackerStats {
     pub lost: u64,
 }
 
-impl TrackerStats {
-    /// Events neither delivered nor lost yet: in flight, or waiting in the spool.
-    pub fn outstanding(&self) -> u64 {
-        self.recorded
-            .saturating_sub(self.delivered.saturating_sub(self.replayed))
-            .saturating_sub(self.lost)
-    }
-}
-
 /// Keeps its value on its own cache lines (128 bytes covers adjacent-line prefetching), so a counter that callers
 /// bump does not share a line with what the worker and librdkafka's threads write.
 #[derive(Debug, Default)]

@@ -263,7 +263,8 @@ impl Tracker {
             .and_then(|e| e.clone())
     }
 
-    /// Flushes, stops the worker, and flushes the sink. Called on drop of the last clone as well.
+    /// Flushes and gives up this handle. The worker stops, after draining its queue and flushing the sink, when the
+    /// last clone is dropped.
     pub fn shutdown(self, timeout: Duration) -> Result<(), FlushError> {
         self.flush(timeout)
     }
