@@ -14,7 +14,9 @@
 
 pub mod codec;
 pub mod event;
+pub mod id;
 pub mod otel;
+mod priority;
 pub mod registry;
 pub mod saga;
 pub mod schema;
@@ -29,6 +31,7 @@ mod transition;
 pub mod testing;
 
 pub use event::{SagaEvent, StepError, StepStatus};
+pub use id::Id;
 pub use registry::{HandlerKind, ServiceDescriptor, StepDescriptor};
 pub use saga::{Saga, SagaContext, StepDecl, StepOutcome};
 pub use saga_tracker_macros::{Saga, saga_compensation, saga_service, saga_step};

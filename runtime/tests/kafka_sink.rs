@@ -191,3 +191,59 @@ fn unreachable_brokers_fail_the_connectivity_check_or_spool_at_first_send() {
     let error = tracker.last_error().expect("an error is kept");
     assert!(error.contains("timed out"), "{error}");
 }
+
+/// This process's threads: (thread id, name, nice value) from /proc.
+#[cfg(target_os = "linux")]
+fn threads() -> Vec<(u32, String, i32)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = entry.expect("task entry").path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after "(comm) ": state is field 3, nice is field 19 of stat(5).
+        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let nice = fields[16].parse().expect("nice");
+        let tid = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("tid");
+        out.push((tid, comm.trim().to_owned(), nice));
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn librdkafkas_threads_run_at_background_priority_unless_turned_off() {
+    let kafka = TestKafka::start().expect("kafka");
+    let topic = kafka.unique_topic("priority");
+    kafka.create_topic(&topic, 1).expect("topic");
+    for background in [true, false] {
+        let before: Vec<u32> = threads().into_iter().map(|t| t.0).collect();
+        let sink = KafkaSink::builder(kafka.brokers())
+            .topic(&topic)
+            .background_priority(background)
+            .check_connectivity(T)
+            .build()
+            .expect("sink");
+        let started: Vec<_> = threads()
+            .into_iter()
+            .filter(|t| !before.contains(&t.0))
+            .collect();
+        assert!(
+            started.iter().any(|t| t.1.starts_with("rdk:broker")),
+            "{started:?}"
+        );
+        let expected = if background { 10 } else { 0 };
+        for (_, name, nice) in &started {
+            assert_eq!(*nice, expected, "{name} (background = {background})");
+        }
+        drop(sink);
+    }
+}

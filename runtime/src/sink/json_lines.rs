@@ -53,8 +53,8 @@ impl JsonLinesSink {
 }
 
 impl Sink for JsonLinesSink {
-    fn send(&self, envelope: Envelope, delivery: Delivery) {
-        let line = codec::decode_either_framing(&envelope.payload)
+    fn send(&self, envelope: Envelope<'_>, delivery: Delivery) {
+        let line = codec::decode_either_framing(envelope.payload)
             .map_err(|e| e.to_string())
             .and_then(|event| serde_json::to_string(&event).map_err(|e| e.to_string()));
         let written = line.and_then(|line| {
@@ -63,7 +63,7 @@ impl Sink for JsonLinesSink {
         });
         match written {
             Ok(()) => delivery.delivered(),
-            Err(reason) => delivery.failed(&envelope.key, &envelope.payload, &reason),
+            Err(reason) => delivery.failed(envelope.key, envelope.payload, &reason),
         }
     }
 

@@ -33,6 +33,7 @@ pub struct KafkaSinkBuilder {
     properties: BTreeMap<String, String>,
     queue_full_timeout: Duration,
     connectivity_check: Option<Duration>,
+    background_priority: bool,
 }
 
 impl KafkaSinkBuilder {
@@ -68,6 +69,15 @@ impl KafkaSinkBuilder {
         self
     }
 
+    /// Whether librdkafka's threads run at background priority (default `true`): on Linux they start at nice 10,
+    /// like the tracker's worker, so a handler's thread wins a contended core and delivery uses the idle time.
+    /// Set `false` for normal priority, e.g. where a service keeps every core busy for long stretches and its
+    /// events must not wait for idle time.
+    pub fn background_priority(mut self, on: bool) -> Self {
+        self.background_priority = on;
+        self
+    }
+
     /// Creates the producer.
     pub fn build(self) -> Result<KafkaSink, SinkError> {
         if self.brokers.trim().is_empty() {
@@ -85,9 +95,18 @@ impl KafkaSinkBuilder {
             config.set(k, v);
         }
         config.set_log_level(RDKafkaLogLevel::Warning);
-        let producer: ThreadedProducer<SinkContext> = config
-            .create_with_context(SinkContext)
-            .map_err(|e| SinkError::Config(e.to_string()))?;
+        let create = || {
+            config
+                .create_with_context::<_, ThreadedProducer<SinkContext>>(SinkContext)
+                .map_err(|e| SinkError::Config(e.to_string()))
+        };
+        // librdkafka's threads (and the producer's polling thread) inherit the priority of the thread that
+        // creates the client.
+        let producer = if self.background_priority {
+            crate::priority::create_at_background_priority(create)?
+        } else {
+            create()?
+        };
         if let Some(timeout) = self.connectivity_check {
             producer
                 .client()
@@ -140,6 +159,7 @@ impl KafkaSink {
             properties: BTreeMap::new(),
             queue_full_timeout: Duration::from_secs(1),
             connectivity_check: None,
+            background_priority: true,
         }
     }
 
@@ -150,33 +170,36 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn send(&self, envelope: Envelope, delivery: Delivery) {
-        let headers = envelope.traceparent.as_deref().map(|tp| {
+    fn send(&self, envelope: Envelope<'_>, delivery: Delivery) {
+        let headers = envelope.traceparent.map(|tp| {
             OwnedHeaders::new().insert(Header {
                 key: "traceparent",
                 value: Some(tp),
             })
         });
-        let key: &str = &envelope.key;
+        let key = envelope.key;
         let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(delivery))
             .key(key)
-            .payload(&envelope.payload);
+            .payload(envelope.payload);
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
-        let deadline = Instant::now() + self.queue_full_timeout;
+        // The clock is read only once librdkafka's queue is full.
+        let mut deadline = None;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if Instant::now() < deadline =>
+                    if *deadline
+                        .get_or_insert_with(|| Instant::now() + self.queue_full_timeout)
+                        > Instant::now() =>
                 {
                     record = back;
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((err, back)) => {
                     back.delivery_opaque
-                        .failed(key, &envelope.payload, &err.to_string());
+                        .failed(key, envelope.payload, &err.to_string());
                     return;
                 }
             }

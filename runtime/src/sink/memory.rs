@@ -73,21 +73,21 @@ impl MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn send(&self, envelope: Envelope, delivery: Delivery) {
-        let decoded = codec::decode_either_framing(&envelope.payload);
+    fn send(&self, envelope: Envelope<'_>, delivery: Delivery) {
+        let decoded = codec::decode_either_framing(envelope.payload);
         match decoded {
             Ok(event) => {
                 self.lock().push(RecordedMessage {
-                    key: envelope.key.to_string(),
-                    payload: envelope.payload,
-                    traceparent: envelope.traceparent,
+                    key: envelope.key.to_owned(),
+                    payload: envelope.payload.to_vec(),
+                    traceparent: envelope.traceparent.map(str::to_owned),
                     event,
                 });
                 delivery.delivered();
             }
             Err(err) => delivery.failed(
-                &envelope.key,
-                &envelope.payload,
+                envelope.key,
+                envelope.payload,
                 &format!("undecodable payload: {err}"),
             ),
         }

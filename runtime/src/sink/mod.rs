@@ -24,7 +24,7 @@ use crate::stats::Counters;
 /// A transport for encoded events.
 pub trait Sink: Send + Sync + 'static {
     /// Hands one event to the transport. Must not wait on the network; report the outcome through `delivery`.
-    fn send(&self, envelope: Envelope, delivery: Delivery);
+    fn send(&self, envelope: Envelope<'_>, delivery: Delivery);
 
     /// Waits until every event handed to [`Sink::send`] has an outcome, or `timeout` passes.
     fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
@@ -35,7 +35,7 @@ pub trait Sink: Send + Sync + 'static {
 
 /// A shared sink is a sink (keep a handle to inspect it while the tracker owns a clone).
 impl<S: Sink> Sink for Arc<S> {
-    fn send(&self, envelope: Envelope, delivery: Delivery) {
+    fn send(&self, envelope: Envelope<'_>, delivery: Delivery) {
         (**self).send(envelope, delivery);
     }
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
@@ -46,19 +46,20 @@ impl<S: Sink> Sink for Arc<S> {
     }
 }
 
-/// One encoded event on its way to a transport.
-#[derive(Debug, Clone)]
-pub struct Envelope {
+/// One encoded event on its way to a transport, borrowed from the tracker's buffers: a sink copies what it
+/// keeps (librdkafka copies key and payload into its own queue anyway), so the worker reuses one buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
     /// The message key: the saga id, so one saga stays on one partition.
-    pub key: Arc<str>,
+    pub key: &'a str,
     /// The framed Avro message.
-    pub payload: Vec<u8>,
+    pub payload: &'a [u8],
     /// The event's id.
     pub event_id: Uuid,
     /// The event's `recordedAt` (µs).
     pub recorded_at: i64,
     /// The W3C `traceparent` of the span that recorded it, if a trace was active.
-    pub traceparent: Option<String>,
+    pub traceparent: Option<&'a str>,
 }
 
 /// Errors of sinks.

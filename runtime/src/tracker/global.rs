@@ -102,8 +102,36 @@ impl<F: Future> Future for WithTracker<F> {
 /// The current tracker: the innermost scoped one on this thread, else the global one.
 #[inline]
 pub fn current() -> Option<Tracker> {
+    current_handle().map(|handle| (*handle).clone())
+}
+
+/// The current tracker as a step guard holds it: the global one by reference, so a call on the hot path does
+/// not touch the reference count that every thread of the process shares; a scoped one by clone.
+#[derive(Debug)]
+pub(crate) enum TrackerHandle {
+    Global(&'static Tracker),
+    Scoped(Tracker),
+}
+
+impl std::ops::Deref for TrackerHandle {
+    type Target = Tracker;
+    #[inline]
+    fn deref(&self) -> &Tracker {
+        match self {
+            TrackerHandle::Global(tracker) => tracker,
+            TrackerHandle::Scoped(tracker) => tracker,
+        }
+    }
+}
+
+/// [`current`], as a [`TrackerHandle`].
+#[inline]
+pub(crate) fn current_handle() -> Option<TrackerHandle> {
     let scoped = SCOPED.with(|s| s.borrow().last().cloned());
-    scoped.or_else(|| GLOBAL.get().cloned())
+    match scoped {
+        Some(tracker) => Some(TrackerHandle::Scoped(tracker)),
+        None => GLOBAL.get().map(TrackerHandle::Global),
+    }
 }
 
 /// Counts a transition that had no tracker to go to, and warns once.

@@ -1,6 +1,8 @@
 //! The [`Tracker`]: takes transitions from callers, encodes and delivers them on a worker thread.
 
 mod builder;
+mod command;
+mod encode;
 mod global;
 mod worker;
 
@@ -10,11 +12,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use builder::{BuildError, TrackerBuilder};
-pub(crate) use global::note_unrecorded;
+pub(crate) use command::{CallExtras, StepRecord};
 pub use global::{
     FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default,
     with_default_async,
 };
+pub(crate) use global::{TrackerHandle, current_handle, note_unrecorded};
 use uuid::Uuid;
 
 use crate::codec::Framing;
@@ -23,7 +26,8 @@ use crate::sink::{Delivery, Envelope, Origin, Reporter, Sink, SinkError};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{Counters, TrackerStats};
 use crate::transition::{RecordError, Transition};
-use worker::{Command, Pending};
+use command::{Command, Pending};
+use encode::{EventBuf, Parts};
 
 /// Records saga step transitions for one service. Cheap to clone (one shared inner state).
 ///
@@ -133,36 +137,67 @@ impl Tracker {
         if transition.saga_type.is_empty() || transition.step.is_empty() {
             return Err(RecordError::EmptyName);
         }
-        let pending = Pending {
+        self.enqueue(Command::Record(Box::new(Pending {
             at,
             trace,
             transition,
-        };
-        Counters::bump(&self.inner.reporter.counters.recorded);
-        let Some(tx) = &self.inner.tx else {
-            self.spool_directly(pending, "tracker is shut down");
-            return Ok(());
-        };
-        match tx.try_send(Command::Record(pending)) {
-            Ok(()) => self.inner.wakeup.after_push(),
-            Err(TrySendError::Full(Command::Record(p))) => {
-                self.spool_directly(p, "tracker queue full")
-            }
-            Err(TrySendError::Disconnected(Command::Record(p))) => {
-                self.spool_directly(p, "tracker worker stopped")
-            }
-            Err(_) => {}
-        }
+        })));
         Ok(())
     }
 
-    fn spool_directly(&self, pending: Pending, reason: &str) {
-        let envelope = worker::encode(&pending, &self.inner.service, self.inner.framing);
-        self.inner.reporter.spool_failed(
+    /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, two cache lines).
+    #[inline]
+    pub(crate) fn record_step(&self, record: StepRecord) -> Result<(), RecordError> {
+        if record.saga_id.is_empty() {
+            return Err(RecordError::EmptySagaId {
+                saga_type: record.descriptor.saga_type.to_owned(),
+                step: record.descriptor.step.to_owned(),
+            });
+        }
+        self.enqueue(Command::Step(record));
+        Ok(())
+    }
+
+    /// Hands a command to the worker; if its queue is full or it has stopped, spools the event on this thread.
+    #[inline]
+    fn enqueue(&self, command: Command) {
+        let Some(tx) = &self.inner.tx else {
+            self.spool_directly(command, "tracker is shut down");
+            return;
+        };
+        match tx.try_send(command) {
+            Ok(()) => self.inner.wakeup.after_push(),
+            Err(TrySendError::Full(command)) => self.spool_directly(command, "tracker queue full"),
+            Err(TrySendError::Disconnected(command)) => {
+                self.spool_directly(command, "tracker worker stopped")
+            }
+        }
+    }
+
+    /// Encodes an event the worker cannot take and keeps it in the spool (counted as recorded and failed).
+    #[cold]
+    fn spool_directly(&self, command: Command, reason: &str) {
+        let mut buf = EventBuf::default();
+        let envelope = match &command {
+            Command::Step(record) => buf.encode(
+                &Parts::of_step(record),
+                &self.inner.service,
+                self.inner.framing,
+            ),
+            Command::Record(pending) => buf.encode(
+                &Parts::of_pending(pending),
+                &self.inner.service,
+                self.inner.framing,
+            ),
+            Command::Flush(_) => return,
+        };
+        let reporter = &self.inner.reporter;
+        Counters::bump(&reporter.counters.recorded);
+        reporter.spool_failed(
             envelope.event_id,
             envelope.recorded_at,
-            &envelope.key,
-            &envelope.payload,
+            envelope.key,
+            envelope.payload,
             reason,
         );
     }
@@ -223,8 +258,8 @@ impl Tracker {
                 recorded_at,
             );
             let envelope = Envelope {
-                key: event.key.into(),
-                payload: event.payload,
+                key: &event.key,
+                payload: &event.payload,
                 event_id,
                 recorded_at,
                 traceparent: None,

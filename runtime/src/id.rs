@@ -1,0 +1,278 @@
+//! [`Id`]: a saga or order id as a step call carries it. Ids up to [`Id::INLINE`] bytes (a hyphenated UUID is
+//! 36, a 64-bit integer at most 20) are kept inline, so recording a step allocates nothing for them; longer ids
+//! are shared (`Arc<str>`), allocated once per call.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A saga or order id: inline up to [`Id::INLINE`] bytes, else shared. Cheap to clone either way.
+///
+/// ```
+/// use saga_tracker::Id;
+/// let id = Id::from("0190c3e2-5d4f-7c1a-9b2e-1234567890ab");
+/// assert!(id.is_inline());
+/// assert_eq!(id.as_str(), "0190c3e2-5d4f-7c1a-9b2e-1234567890ab");
+/// assert_eq!(Id::from(42u64).as_str(), "42");
+/// ```
+#[derive(Clone)]
+pub struct Id(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// `bytes[..len]` is valid UTF-8 (every constructor copies a `&str` or writes ASCII digits).
+    Inline {
+        len: u8,
+        bytes: [u8; Id::INLINE],
+    },
+    Shared(Arc<str>),
+}
+
+impl Id {
+    /// The longest id kept inline, in bytes.
+    pub const INLINE: usize = 38;
+
+    /// The empty id (a saga id that is empty is rejected when recorded).
+    pub const fn empty() -> Id {
+        Id(Repr::Inline {
+            len: 0,
+            bytes: [0; Id::INLINE],
+        })
+    }
+
+    /// The id's text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Valid by construction; the check is cheap for ids this short and keeps the crate free of unsafe code.
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Shared(text) => text,
+        }
+    }
+
+    /// Whether the id is kept inline (no allocation).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline { .. })
+    }
+
+    /// Whether the id is empty.
+    pub fn is_empty(&self) -> bool {
+        match &self.0 {
+            Repr::Inline { len, .. } => *len == 0,
+            Repr::Shared(text) => text.is_empty(),
+        }
+    }
+
+    /// The id as a shared string (allocates when the id is inline).
+    pub fn to_shared(&self) -> Arc<str> {
+        match &self.0 {
+            Repr::Inline { .. } => Arc::from(self.as_str()),
+            Repr::Shared(text) => text.clone(),
+        }
+    }
+
+    /// The decimal digits of an integer, `-` first when `negative` (no `core::fmt` on the hot path).
+    #[inline]
+    pub(crate) fn from_integer(negative: bool, magnitude: u128) -> Id {
+        // u128::MAX has 39 digits; with the sign 40 bytes, more than INLINE: such ids are shared.
+        let mut buf = [0u8; 40];
+        let mut pos = buf.len();
+        let mut push = |digit: u8| {
+            pos -= 1;
+            buf[pos] = b'0' + digit;
+        };
+        match u64::try_from(magnitude) {
+            Ok(mut small) => loop {
+                push((small % 10) as u8);
+                small /= 10;
+                if small == 0 {
+                    break;
+                }
+            },
+            Err(_) => {
+                let mut big = magnitude;
+                loop {
+                    push((big % 10) as u8);
+                    big /= 10;
+                    if big == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        if negative {
+            pos -= 1;
+            buf[pos] = b'-';
+        }
+        Id::from_ascii(&buf[pos..])
+    }
+
+    /// An id from ASCII bytes (digits, hex, `-`).
+    #[inline]
+    fn from_ascii(ascii: &[u8]) -> Id {
+        match u8::try_from(ascii.len()) {
+            Ok(len) if ascii.len() <= Id::INLINE => {
+                let mut bytes = [0u8; Id::INLINE];
+                bytes[..ascii.len()].copy_from_slice(ascii);
+                Id(Repr::Inline { len, bytes })
+            }
+            _ => Id(Repr::Shared(Arc::from(
+                std::str::from_utf8(ascii).unwrap_or_default(),
+            ))),
+        }
+    }
+}
+
+impl Default for Id {
+    fn default() -> Self {
+        Id::empty()
+    }
+}
+
+impl From<&str> for Id {
+    #[inline]
+    fn from(text: &str) -> Id {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= Id::INLINE => {
+                let mut bytes = [0u8; Id::INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                Id(Repr::Inline { len, bytes })
+            }
+            _ => Id(Repr::Shared(Arc::from(text))),
+        }
+    }
+}
+
+impl From<Arc<str>> for Id {
+    /// Keeps the shared string as it is (no copy), whatever its length.
+    #[inline]
+    fn from(text: Arc<str>) -> Id {
+        Id(Repr::Shared(text))
+    }
+}
+
+impl From<String> for Id {
+    #[inline]
+    fn from(text: String) -> Id {
+        Id::from(text.as_str())
+    }
+}
+
+impl From<u64> for Id {
+    #[inline]
+    fn from(value: u64) -> Id {
+        Id::from_integer(false, u128::from(value))
+    }
+}
+
+impl From<uuid::Uuid> for Id {
+    /// The hyphenated lowercase form (36 bytes, inline).
+    #[inline]
+    fn from(uuid: uuid::Uuid) -> Id {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Id::from_ascii(uuid.hyphenated().encode_lower(&mut buf).as_bytes())
+    }
+}
+
+impl std::ops::Deref for Id {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Id {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Id {}
+
+impl PartialEq<str> for Id {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Id {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ids_are_inline_and_long_ones_shared() {
+        let uuid = "0190c3e2-5d4f-7c1a-9b2e-1234567890ab";
+        assert!(Id::from(uuid).is_inline());
+        let max = "x".repeat(Id::INLINE);
+        assert!(Id::from(max.as_str()).is_inline());
+        assert_eq!(Id::from(max.as_str()).as_str(), max);
+        let long = "y".repeat(Id::INLINE + 1);
+        let id = Id::from(long.as_str());
+        assert!(!id.is_inline());
+        assert_eq!(id.as_str(), long);
+        assert_eq!(id.to_shared().as_ref(), long);
+    }
+
+    #[test]
+    fn multi_byte_text_round_trips() {
+        for text in ["", "é", "saga-ünïcode-🦀", &"ß".repeat(19), &"ß".repeat(20)] {
+            let id = Id::from(text);
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id.is_empty(), text.is_empty());
+        }
+    }
+
+    #[test]
+    fn integers_and_uuids() {
+        assert_eq!(Id::from_integer(false, 0).as_str(), "0");
+        assert_eq!(Id::from_integer(true, 7).as_str(), "-7");
+        assert_eq!(Id::from(u64::MAX).as_str(), "18446744073709551615");
+        let big = Id::from_integer(true, u128::MAX);
+        assert_eq!(big.as_str(), "-340282366920938463463374607431768211455");
+        assert!(!big.is_inline(), "40 bytes is over the inline limit");
+        let uuid = uuid::Uuid::from_u128(0x0190c3e2_5d4f_7c1a_9b2e_1234567890ab);
+        assert_eq!(
+            Id::from(uuid).as_str(),
+            "0190c3e2-5d4f-7c1a-9b2e-1234567890ab"
+        );
+    }
+
+    #[test]
+    fn equality_ignores_representation() {
+        let shared = Id::from(Arc::<str>::from("s-1"));
+        assert!(!shared.is_inline());
+        assert_eq!(shared, Id::from("s-1"));
+        assert_eq!(shared, "s-1");
+    }
+}

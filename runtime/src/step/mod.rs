@@ -1,0 +1,182 @@
+//! What `#[saga_step]` / `#[saga_compensation]` expand to at run time: a [`StepGuard`] that records the start
+//! event when created and exactly one terminal event: on the returned outcome, on a panic (kind `panic`), or
+//! when dropped unfinished (kind `cancelled`: an async step whose future was dropped).
+//!
+//! The hot path (STARTED + SUCCEEDED) allocates nothing for a saga id of up to [`Id::INLINE`] bytes (a UUID or an
+//! integer): the id travels inline in each event's queue slot; saga type and step are the descriptor's
+//! `&'static str`s; nothing is formatted unless the step fails. An order id or metadata costs one allocation per
+//! call, shared by both events.
+
+mod context;
+mod ids;
+mod outcome;
+mod run;
+
+use std::any::Any;
+use std::panic::resume_unwind;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use context::*;
+pub use ids::*;
+pub use outcome::*;
+pub use run::*;
+
+use crate::event::{StepError, StepStatus};
+use crate::id::Id;
+use crate::otel::TraceIds;
+use crate::registry::{HandlerKind, StepDescriptor};
+use crate::tracker::{CallExtras, StepRecord, TrackerHandle};
+
+/// The error kind recorded when a step panics.
+pub const PANIC_KIND: &str = "panic";
+/// The error kind recorded when an async step's future is dropped before it completes.
+pub const CANCELLED_KIND: &str = "cancelled";
+
+/// Records one handler call: the start event on [`StepGuard::start`], then exactly one terminal event.
+#[derive(Debug)]
+#[must_use = "a step guard records its terminal event when finished or dropped"]
+pub struct StepGuard {
+    descriptor: &'static StepDescriptor,
+    tracker: Option<TrackerHandle>,
+    saga_id: Id,
+    attempt: i32,
+    /// Order id and metadata, when the step has any: one allocation shared by both events.
+    extras: Option<Arc<CallExtras>>,
+    /// When STARTED was recorded. Durations are differences of the wall clock, which is read once per event
+    /// (on some machines a clock read costs ~50 ns; a monotonic clock would double the reads). A clock stepped
+    /// backwards mid-step gives a duration of 0.
+    started: SystemTime,
+    /// The OpenTelemetry ids of the span the step started in, used for its start and its end event.
+    trace: Option<TraceIds>,
+    finished: bool,
+}
+
+impl StepGuard {
+    /// Records STARTED (COMPENSATION_STARTED for a compensation) through the current tracker.
+    #[inline]
+    pub fn start(descriptor: &'static StepDescriptor, ids: StepIds) -> StepGuard {
+        let StepIds {
+            saga_id,
+            order_id,
+            attempt,
+            metadata,
+        } = ids;
+        let extras = (order_id.is_some() || !metadata.is_empty())
+            .then(|| Arc::new(CallExtras { order_id, metadata }));
+        let guard = StepGuard {
+            descriptor,
+            tracker: crate::tracker::current_handle(),
+            saga_id,
+            attempt,
+            extras,
+            started: SystemTime::now(),
+            trace: TraceIds::current(),
+            finished: false,
+        };
+        let status = match descriptor.kind {
+            HandlerKind::Step => StepStatus::Started,
+            HandlerKind::Compensation => StepStatus::CompensationStarted,
+        };
+        guard.record_at(guard.started, 0, status, None);
+        guard
+    }
+
+    /// Records the terminal event for `outcome`, classifying a failure with [`StepOutcome::error_kind`].
+    ///
+    /// [`StepOutcome::error_kind`]: crate::StepOutcome::error_kind
+    #[inline]
+    pub fn finish<R: crate::StepOutcome>(self, outcome: &R) {
+        self.finish_with(outcome, DefaultKind);
+    }
+
+    /// Records the terminal event for `outcome`, described (classified) by `describe`.
+    #[inline]
+    pub fn finish_with<R, D: Describe<R>>(mut self, outcome: &R, describe: D) {
+        self.finished = true;
+        match describe.describe(outcome) {
+            None => self.record_now(self.success_status(), None),
+            Some(error) => self.record_now(self.failure_status(), Some(error)),
+        }
+    }
+
+    /// Records a failure of kind `panic` with the panic's message, then resumes the panic unchanged.
+    pub fn panicked(mut self, payload: Box<dyn Any + Send>) -> ! {
+        self.finished = true;
+        let error = StepError::new(PANIC_KIND, panic_message(payload.as_ref()));
+        self.record_now(self.failure_status(), Some(error));
+        drop(self);
+        resume_unwind(payload)
+    }
+
+    fn success_status(&self) -> StepStatus {
+        match self.descriptor.kind {
+            HandlerKind::Step => StepStatus::Succeeded,
+            HandlerKind::Compensation => StepStatus::Compensated,
+        }
+    }
+
+    fn failure_status(&self) -> StepStatus {
+        match self.descriptor.kind {
+            HandlerKind::Step => StepStatus::Failed,
+            HandlerKind::Compensation => StepStatus::CompensationFailed,
+        }
+    }
+
+    /// Records a terminal event now, with the time since STARTED as its duration (0 if the clock was stepped
+    /// backwards in between).
+    #[inline]
+    fn record_now(&self, status: StepStatus, error: Option<StepError>) {
+        let now = SystemTime::now();
+        let duration = now.duration_since(self.started).unwrap_or_default();
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.record_at(now, nanos, status, error);
+    }
+
+    #[inline]
+    fn record_at(
+        &self,
+        at: SystemTime,
+        duration_nanos: u64,
+        status: StepStatus,
+        error: Option<StepError>,
+    ) {
+        let d = self.descriptor;
+        let Some(tracker) = &self.tracker else {
+            crate::tracker::note_unrecorded(d.saga_type, d.step);
+            return;
+        };
+        let record = StepRecord {
+            descriptor: d,
+            saga_id: self.saga_id.clone(),
+            extras: self.extras.clone(),
+            at,
+            duration_nanos,
+            trace: self.trace,
+            error: error.map(Box::new),
+            attempt: self.attempt,
+            status,
+        };
+        if let Err(err) = tracker.record_step(record) {
+            tracing::error!(%err, handler = %d.fn_path(), "saga-tracker: a step transition could not be recorded");
+        }
+    }
+}
+
+impl Drop for StepGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let error = if std::thread::panicking() {
+            StepError::new(PANIC_KIND, "the step panicked")
+        } else {
+            StepError::new(
+                CANCELLED_KIND,
+                "the step's future was dropped before it completed",
+            )
+        };
+        self.record_now(self.failure_status(), Some(error));
+    }
+}

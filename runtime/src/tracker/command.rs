@@ -1,0 +1,67 @@
+//! What callers put on the worker's queue. A step guard's events travel as compact [`StepRecord`]s (about two
+//! cache lines, no allocation for ids up to [`Id::INLINE`](crate::Id::INLINE) bytes); transitions given to
+//! [`Tracker::record`](crate::Tracker::record) travel boxed.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::SystemTime;
+
+use crate::event::{StepError, StepStatus};
+use crate::id::Id;
+use crate::otel::TraceIds;
+use crate::registry::StepDescriptor;
+use crate::transition::Transition;
+
+/// A transition given to `Tracker::record`, with what the caller's thread captured: time and trace.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub at: SystemTime,
+    pub trace: Option<TraceIds>,
+    pub transition: Transition,
+}
+
+/// The order id and metadata of one step call, shared by its events (allocated only when a step has either).
+#[derive(Debug)]
+pub(crate) struct CallExtras {
+    pub order_id: Option<Id>,
+    pub metadata: Vec<(Cow<'static, str>, String)>,
+}
+
+/// One event of a step guard. The worker derives everything else: eventId, recordedAt in µs, saga type and step
+/// from the descriptor.
+#[derive(Debug)]
+pub(crate) struct StepRecord {
+    pub descriptor: &'static StepDescriptor,
+    pub saga_id: Id,
+    pub extras: Option<Arc<CallExtras>>,
+    pub at: SystemTime,
+    /// How long the handler ran, in nanoseconds (terminal events; 0 for start events).
+    pub duration_nanos: u64,
+    pub trace: Option<TraceIds>,
+    pub error: Option<Box<StepError>>,
+    pub attempt: i32,
+    pub status: StepStatus,
+}
+
+pub(crate) enum Command {
+    Step(StepRecord),
+    Record(Box<Pending>),
+    Flush(SyncSender<()>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_event_fits_in_two_cache_lines_with_its_queue_stamp() {
+        // The channel slot is the command plus an 8-byte stamp; every byte is written by the caller and read by
+        // the worker on another core.
+        assert!(
+            std::mem::size_of::<Command>() + 8 <= 128,
+            "{}",
+            std::mem::size_of::<Command>()
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! Turns queued commands into framed Avro messages, in buffers the worker reuses from event to event.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use uuid::{NoContext, Timestamp, Uuid};
+
+use super::command::{Pending, StepRecord};
+use crate::codec::Framing;
+use crate::codec::write::{EventFields, IdempotencyKey, write_fields};
+use crate::event::{StepError, StepStatus, system_time_to_micros};
+use crate::otel::{SPAN_ID_KEY, TRACE_ID_KEY, TraceIds};
+use crate::sink::Envelope;
+
+/// The fields of one event, borrowed from a [`StepRecord`] or a [`Pending`] transition.
+pub(crate) struct Parts<'a> {
+    pub saga_type: &'a str,
+    pub step: &'a str,
+    pub saga_id: &'a str,
+    pub status: StepStatus,
+    pub attempt: i32,
+    pub order_id: Option<&'a str>,
+    pub at: SystemTime,
+    pub duration: Option<Duration>,
+    pub error: Option<&'a StepError>,
+    pub metadata: &'a [(Cow<'static, str>, String)],
+    pub trace: Option<&'a TraceIds>,
+}
+
+impl<'a> Parts<'a> {
+    pub(crate) fn of_step(record: &'a StepRecord) -> Parts<'a> {
+        let extras = record.extras.as_deref();
+        Parts {
+            saga_type: record.descriptor.saga_type,
+            step: record.descriptor.step,
+            saga_id: record.saga_id.as_str(),
+            status: record.status,
+            attempt: record.attempt,
+            order_id: extras.and_then(|e| e.order_id.as_deref()),
+            at: record.at,
+            duration: record
+                .status
+                .is_terminal()
+                .then(|| Duration::from_nanos(record.duration_nanos)),
+            error: record.error.as_deref(),
+            metadata: extras.map_or(&[], |e| e.metadata.as_slice()),
+            trace: record.trace.as_ref(),
+        }
+    }
+
+    pub(crate) fn of_pending(pending: &'a Pending) -> Parts<'a> {
+        let t = &pending.transition;
+        Parts {
+            saga_type: &t.saga_type,
+            step: &t.step,
+            saga_id: &t.saga_id,
+            status: t.status,
+            attempt: t.attempt,
+            order_id: t.order_id.as_deref(),
+            at: pending.at,
+            duration: t.duration,
+            error: t.error.as_ref(),
+            metadata: &t.metadata,
+            trace: pending.trace.as_ref(),
+        }
+    }
+}
+
+/// Buffers for one event at a time: the payload and the `traceparent` header. Sinks copy what they keep.
+#[derive(Debug, Default)]
+pub(crate) struct EventBuf {
+    payload: Vec<u8>,
+    traceparent: String,
+}
+
+impl EventBuf {
+    /// Encodes `parts` (a fresh UUIDv7 with the event's time) and returns the envelope, borrowing this buffer.
+    pub(crate) fn encode<'b>(
+        &'b mut self,
+        parts: &Parts<'b>,
+        service: &str,
+        framing: Framing,
+    ) -> Envelope<'b> {
+        let since_epoch = parts
+            .at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let event_id = Uuid::new_v7(Timestamp::from_unix(
+            NoContext,
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos(),
+        ));
+        let recorded_at = system_time_to_micros(parts.at);
+        let mut trace_hex = ([0u8; 32], [0u8; 16]);
+        let trace = parts.trace.map(|trace| {
+            (
+                hex_into(&trace.trace_id, &mut trace_hex.0),
+                hex_into(&trace.span_id, &mut trace_hex.1),
+                trace.flags,
+            )
+        });
+        self.payload.clear();
+        framing.write_header(&mut self.payload);
+        match (parts.metadata.is_empty(), trace) {
+            // The common cases need no map: no metadata, or only the trace ids (keys in Avro map order).
+            (true, None) => write_fields(
+                &mut self.payload,
+                fields(parts, &event_id, service, recorded_at, 0, [].into_iter()),
+            ),
+            (true, Some((trace_id, span_id, _))) => write_fields(
+                &mut self.payload,
+                fields(
+                    parts,
+                    &event_id,
+                    service,
+                    recorded_at,
+                    2,
+                    [(SPAN_ID_KEY, span_id), (TRACE_ID_KEY, trace_id)].into_iter(),
+                ),
+            ),
+            (false, _) => {
+                // Sorted, one value per key (the last wins), the trace ids over user entries.
+                let mut metadata: BTreeMap<&str, &str> = BTreeMap::new();
+                for (k, v) in parts.metadata {
+                    metadata.insert(k, v);
+                }
+                if let Some((trace_id, span_id, _)) = trace {
+                    metadata.insert(TRACE_ID_KEY, trace_id);
+                    metadata.insert(SPAN_ID_KEY, span_id);
+                }
+                write_fields(
+                    &mut self.payload,
+                    fields(
+                        parts,
+                        &event_id,
+                        service,
+                        recorded_at,
+                        metadata.len(),
+                        metadata.iter().map(|(k, v)| (*k, *v)),
+                    ),
+                );
+            }
+        }
+        self.traceparent.clear();
+        if let Some((trace_id, span_id, flags)) = trace {
+            let mut flags_hex = [0u8; 2];
+            for part in [
+                "00-",
+                trace_id,
+                "-",
+                span_id,
+                "-",
+                hex_into(&[flags], &mut flags_hex),
+            ] {
+                self.traceparent.push_str(part);
+            }
+        }
+        Envelope {
+            key: parts.saga_id,
+            payload: &self.payload,
+            event_id,
+            recorded_at,
+            traceparent: trace.map(|_| self.traceparent.as_str()),
+        }
+    }
+}
+
+/// The fields to write for `parts`, with the idempotency key derived while writing.
+fn fields<'x, M>(
+    parts: &Parts<'x>,
+    event_id: &'x Uuid,
+    service: &'x str,
+    recorded_at: i64,
+    metadata_len: usize,
+    metadata: M,
+) -> EventFields<'x, M> {
+    EventFields {
+        event_id,
+        idempotency_key: IdempotencyKey::Derived,
+        saga_id: parts.saga_id,
+        saga_type: parts.saga_type,
+        step: parts.step,
+        status: parts.status,
+        attempt: parts.attempt,
+        order_id: parts.order_id,
+        service,
+        recorded_at,
+        duration_micros: parts
+            .duration
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        error: parts.error,
+        metadata_len,
+        metadata,
+    }
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long).
+fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_complete() {
+        let mut out = [0u8; 6];
+        assert_eq!(hex_into(&[0x00, 0xab, 0x7f], &mut out), "00ab7f");
+    }
+}
