@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A snapshot of a tracker's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackerStats {
-    /// Transitions accepted by `record` (each becomes one event).
+    /// Transitions recorded (each becomes one event). Counted when the tracker's worker takes one from its queue,
+    /// or when one is spooled on the caller's thread: up to one linger (5 ms) behind the calls; after
+    /// [`Tracker::flush`](crate::Tracker::flush) it counts every call.
     pub recorded: u64,
     /// Events the sink acknowledged (Kafka: acked by the brokers), including replayed ones.
     pub delivered: u64,
@@ -34,7 +36,8 @@ impl<T> std::ops::Deref for Padded<T> {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// Bumped on the callers' threads; the others on the worker's and librdkafka's.
+    /// Bumped on the worker's thread (and a caller's when it spools directly); the others on the worker's and
+    /// librdkafka's. Padded away from the delivery counters, which librdkafka's thread bumps concurrently.
     pub recorded: Padded<AtomicU64>,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,

@@ -1,6 +1,7 @@
 //! The Kafka sink: rdkafka with idempotence, `acks=all`, key = saga id, Java-compatible partitioning.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -10,7 +11,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::{Delivery, Envelope, Sink, SinkError};
+use super::{Delivery, Envelope, Sink, SinkError, Target};
 
 /// The topic every service publishes to.
 pub const DEFAULT_TOPIC: &str = "saga.tracker";
@@ -178,7 +179,7 @@ impl Sink for KafkaSink {
             })
         });
         let key = envelope.key;
-        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(delivery))
+        let mut record = BaseRecord::with_opaque_to(&self.topic, delivery.into_target())
             .key(key)
             .payload(envelope.payload);
         if let Some(headers) = headers {
@@ -198,8 +199,11 @@ impl Sink for KafkaSink {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((err, back)) => {
-                    back.delivery_opaque
-                        .failed(key, envelope.payload, &err.to_string());
+                    Delivery::from_target(back.delivery_opaque).failed(
+                        key,
+                        envelope.payload,
+                        &err.to_string(),
+                    );
                     return;
                 }
             }
@@ -227,9 +231,11 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    type DeliveryOpaque = Box<Delivery>;
+    /// A [`Delivery`] in its pointer-sized form: no allocation per message.
+    type DeliveryOpaque = Arc<Target>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, target: Self::DeliveryOpaque) {
+        let delivery = Delivery::from_target(target);
         match result {
             Ok(_) => delivery.delivered(),
             Err((err, message)) => {

@@ -97,13 +97,6 @@ pub enum SinkError {
     },
 }
 
-/// Where an envelope came from: recorded now, or re-sent from the spool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Origin {
-    Live,
-    Spooled(PathBuf),
-}
-
 /// Shared by all deliveries of one tracker: counters, spool and the last transport error.
 #[derive(Debug)]
 pub(crate) struct Reporter {
@@ -146,38 +139,71 @@ impl Reporter {
 }
 
 /// The outcome slot of one envelope. Report exactly once; the tracker counts and spools.
+///
+/// One pointer: for a live event it is a clone of the tracker's shared target (no allocation per event), for a
+/// replayed one it carries the spool file to remove once the event is acknowledged.
 #[derive(Debug)]
 pub struct Delivery {
-    reporter: Arc<Reporter>,
-    origin: Origin,
-    event_id: Uuid,
-    recorded_at: i64,
+    target: Arc<Target>,
+}
+
+/// Whose outcome a [`Delivery`] reports.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// An event recorded now. Its id and time, needed only if it fails, are read back from its payload.
+    Live(Arc<Reporter>),
+    /// An event re-sent from the spool.
+    Replay {
+        reporter: Arc<Reporter>,
+        path: PathBuf,
+        event_id: Uuid,
+    },
 }
 
 impl Delivery {
-    pub(crate) fn new(
-        reporter: Arc<Reporter>,
-        origin: Origin,
-        event_id: Uuid,
-        recorded_at: i64,
-    ) -> Self {
+    /// The delivery of a live event: `target` is the tracker's shared [`Target::Live`].
+    #[inline]
+    pub(crate) fn live(target: &Arc<Target>) -> Self {
         Delivery {
-            reporter,
-            origin,
-            event_id,
-            recorded_at,
+            target: target.clone(),
         }
+    }
+
+    /// The delivery of an event replayed from the spool file at `path`.
+    pub(crate) fn replay(reporter: Arc<Reporter>, path: PathBuf, event_id: Uuid) -> Self {
+        Delivery {
+            target: Arc::new(Target::Replay {
+                reporter,
+                path,
+                event_id,
+            }),
+        }
+    }
+
+    /// The pointer-sized form a transport keeps with a message (e.g. librdkafka's per-message opaque).
+    pub(crate) fn into_target(self) -> Arc<Target> {
+        self.target
+    }
+
+    /// Back from [`into_target`](Self::into_target).
+    pub(crate) fn from_target(target: Arc<Target>) -> Self {
+        Delivery { target }
     }
 
     /// The transport acknowledged the event.
     pub fn delivered(self) {
-        let counters = &self.reporter.counters;
-        Counters::bump(&counters.delivered);
-        if let (Origin::Spooled(path), Some(spool)) = (&self.origin, &self.reporter.spool) {
-            match spool.release(path, true) {
-                Ok(()) => Counters::bump(&counters.replayed),
-                Err(err) => {
-                    tracing::warn!(%err, "saga-tracker: replayed event delivered but its spool file could not be removed")
+        match &*self.target {
+            Target::Live(reporter) => Counters::bump(&reporter.counters.delivered),
+            Target::Replay { reporter, path, .. } => {
+                let counters = &reporter.counters;
+                Counters::bump(&counters.delivered);
+                if let Some(spool) = &reporter.spool {
+                    match spool.release(path, true) {
+                        Ok(()) => Counters::bump(&counters.replayed),
+                        Err(err) => {
+                            tracing::warn!(%err, "saga-tracker: replayed event delivered but its spool file could not be removed")
+                        }
+                    }
                 }
             }
         }
@@ -185,19 +211,30 @@ impl Delivery {
 
     /// The transport gave up on the event; `key` and `payload` are what was sent.
     pub fn failed(self, key: &str, payload: &[u8], reason: &str) {
-        match &self.origin {
-            Origin::Live => {
-                self.reporter
-                    .spool_failed(self.event_id, self.recorded_at, key, payload, reason);
+        match &*self.target {
+            Target::Live(reporter) => {
+                let (event_id, recorded_at) = identity(payload);
+                reporter.spool_failed(event_id, recorded_at, key, payload, reason);
+                reporter.note_error(format!("delivery of {event_id} failed: {reason}"));
             }
-            Origin::Spooled(path) => {
-                Counters::bump(&self.reporter.counters.failed);
-                if let Some(spool) = &self.reporter.spool {
+            Target::Replay {
+                reporter,
+                path,
+                event_id,
+            } => {
+                Counters::bump(&reporter.counters.failed);
+                if let Some(spool) = &reporter.spool {
                     let _ = spool.release(path, false);
                 }
+                reporter.note_error(format!("delivery of {event_id} failed: {reason}"));
             }
         }
-        self.reporter
-            .note_error(format!("delivery of {} failed: {reason}", self.event_id));
     }
+}
+
+/// The event id and `recordedAt` of an encoded message (nil and 0 if it cannot be decoded: it is kept as-is).
+pub(crate) fn identity(payload: &[u8]) -> (Uuid, i64) {
+    crate::codec::decode_either_framing(payload)
+        .map(|e| (e.event_id, e.recorded_at))
+        .unwrap_or((Uuid::nil(), 0))
 }

@@ -18,11 +18,10 @@ pub use global::{
     with_default_async,
 };
 pub(crate) use global::{TrackerHandle, current_handle, note_unrecorded};
-use uuid::Uuid;
 
 use crate::codec::Framing;
 use crate::otel::TraceIds;
-use crate::sink::{Delivery, Envelope, Origin, Reporter, Sink, SinkError};
+use crate::sink::{Delivery, Envelope, Reporter, Sink, SinkError};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{Counters, TrackerStats};
 use crate::transition::{RecordError, Transition};
@@ -250,13 +249,8 @@ impl Tracker {
                     continue;
                 }
             };
-            let (event_id, recorded_at) = spool_identity(&event.payload);
-            let delivery = Delivery::new(
-                self.inner.reporter.clone(),
-                Origin::Spooled(path),
-                event_id,
-                recorded_at,
-            );
+            let (event_id, recorded_at) = crate::sink::identity(&event.payload);
+            let delivery = Delivery::replay(self.inner.reporter.clone(), path, event_id);
             let envelope = Envelope {
                 key: &event.key,
                 payload: &event.payload,
@@ -308,12 +302,4 @@ impl Tracker {
     pub fn sink_description(&self) -> String {
         self.inner.sink.describe()
     }
-}
-
-/// The event id and time of a spooled message, for its delivery report (best effort: the bytes are re-sent as-is).
-fn spool_identity(payload: &[u8]) -> (Uuid, i64) {
-    let decoded = crate::codec::decode_either_framing(payload);
-    decoded
-        .map(|e| (e.event_id, e.recorded_at))
-        .unwrap_or((Uuid::nil(), 0))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::command::Command;
 use super::encode::{EventBuf, Parts};
 use crate::codec::Framing;
-use crate::sink::{Delivery, Origin, Reporter, Sink};
+use crate::sink::{Delivery, Reporter, Sink, Target};
 use crate::stats::Counters;
 
 /// Hand-off between callers and the worker, built so a caller never pays for a wake-up (a futex call costs
@@ -86,16 +86,11 @@ pub(crate) fn run(
 ) {
     crate::priority::lower_own_priority();
     let mut buf = EventBuf::default();
+    let live = Arc::new(Target::Live(reporter.clone()));
     let mut deliver = |parts: &Parts<'_>| {
         Counters::bump(&reporter.counters.recorded);
         let envelope = buf.encode(parts, &service, framing);
-        let delivery = Delivery::new(
-            reporter.clone(),
-            Origin::Live,
-            envelope.event_id,
-            envelope.recorded_at,
-        );
-        sink.send(envelope, delivery);
+        sink.send(envelope, Delivery::live(&live));
     };
     let mut handle = |command: Command| match command {
         Command::Step(record) => deliver(&Parts::of_step(&record)),
