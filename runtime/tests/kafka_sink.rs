@@ -247,3 +247,58 @@ fn librdkafkas_threads_run_at_background_priority_unless_turned_off() {
         drop(sink);
     }
 }
+
+#[test]
+fn two_trackers_sharing_one_sink_each_count_their_own_deliveries() {
+    let kafka = TestKafka::start().expect("kafka");
+    let topic = kafka.unique_topic("shared");
+    kafka.create_topic(&topic, 2).expect("topic");
+    let sink = std::sync::Arc::new(
+        KafkaSink::builder(kafka.brokers())
+            .topic(&topic)
+            .build()
+            .expect("sink"),
+    );
+    let tracker = |service: &str| {
+        Tracker::builder()
+            .service(service)
+            .sink(sink.clone())
+            .without_spool()
+            .build()
+            .expect("tracker")
+    };
+    let (order, payment) = (tracker("order-service"), tracker("payment-service"));
+    for i in 0..20 {
+        for (t, n) in [(&order, 1), (&payment, 2)] {
+            for _ in 0..n {
+                t.record(Transition::new(
+                    "OrderSaga",
+                    "step",
+                    format!("saga-{i}"),
+                    StepStatus::Started,
+                ))
+                .expect("record");
+            }
+        }
+    }
+    order.flush(T).expect("flush");
+    payment.flush(T).expect("flush");
+    assert_eq!((order.stats().recorded, order.stats().delivered), (20, 20));
+    assert_eq!(
+        (payment.stats().recorded, payment.stats().delivered),
+        (40, 40)
+    );
+    let messages = kafka.read_all(&topic, T).expect("read");
+    let from = |service: &str| {
+        messages
+            .iter()
+            .filter(|m| {
+                codec::decode(m.payload().expect("payload"))
+                    .expect("decode")
+                    .service
+                    == service
+            })
+            .count()
+    };
+    assert_eq!((from("order-service"), from("payment-service")), (20, 40));
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use saga_tracker::testing::TestKafka;
 use saga_tracker::{KafkaSink, Saga, Tracker, saga_step};
 
-/// Calls per chunk in the throughput bench: 2 events each, well under the tracker's 65 536-slot queue.
+/// Calls per iteration of the throughput bench (then a flush): 2 events each, half the tracker's 65 536-slot queue.
 pub const CHUNK: u64 = 16_384;
 
 /// Calls between flushes in the caller-overhead bench: 32 768 events, half the tracker's queue. The worker drains

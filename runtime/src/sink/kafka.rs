@@ -1,7 +1,8 @@
 //! The Kafka sink: rdkafka with idempotence, `acks=all`, key = saga id, Java-compatible partitioning.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -11,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::{Delivery, Envelope, Sink, SinkError, Target};
+use super::{Delivery, Envelope, Reporter, Sink, SinkError};
 
 /// The topic every service publishes to.
 pub const DEFAULT_TOPIC: &str = "saga.tracker";
@@ -98,7 +99,7 @@ impl KafkaSinkBuilder {
         config.set_log_level(RDKafkaLogLevel::Warning);
         let create = || {
             config
-                .create_with_context::<_, ThreadedProducer<SinkContext>>(SinkContext)
+                .create_with_context::<_, ThreadedProducer<SinkContext>>(SinkContext::default())
                 .map_err(|e| SinkError::Config(e.to_string()))
         };
         // librdkafka's threads (and the producer's polling thread) inherit the priority of the thread that
@@ -179,7 +180,9 @@ impl Sink for KafkaSink {
             })
         });
         let key = envelope.key;
-        let mut record = BaseRecord::with_opaque_to(&self.topic, delivery.into_target())
+        let routes = &self.producer.context().routes;
+        let route = routes.park(delivery);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, route)
             .key(key)
             .payload(envelope.payload);
         if let Some(headers) = headers {
@@ -198,12 +201,8 @@ impl Sink for KafkaSink {
                     record = back;
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                Err((err, back)) => {
-                    Delivery::from_target(back.delivery_opaque).failed(
-                        key,
-                        envelope.payload,
-                        &err.to_string(),
-                    );
+                Err((err, _)) => {
+                    routes.report(route, Err((key, envelope.payload, &err.to_string())));
                     return;
                 }
             }
@@ -222,7 +221,67 @@ impl Sink for KafkaSink {
 }
 
 /// Routes librdkafka's delivery reports and errors to the tracker.
-struct SinkContext;
+#[derive(Default)]
+struct SinkContext {
+    routes: Routes,
+}
+
+/// Where each message's outcome goes. librdkafka keeps a pointer-sized opaque with each message: live events of
+/// the first tracker sending through this sink (normally the only one) carry route 0 and find their reporter in
+/// `primary`, which never changes once set, so the worker and librdkafka's polling thread write no shared cache
+/// line per event. Anything else (spool replays, a second tracker sharing the sink) is parked under a fresh
+/// number until its report.
+#[derive(Default)]
+struct Routes {
+    primary: OnceLock<Arc<Reporter>>,
+    parked: Mutex<HashMap<usize, Delivery>>,
+    next: AtomicUsize,
+}
+
+/// The primary tracker's live events.
+const PRIMARY: usize = 0;
+
+impl Routes {
+    fn park(&self, delivery: Delivery) -> usize {
+        if let Some(reporter) = delivery.live_reporter()
+            && Arc::ptr_eq(self.primary.get_or_init(|| reporter.clone()), reporter)
+        {
+            return PRIMARY;
+        }
+        // Never PRIMARY, even after wrapping around.
+        let route = self
+            .next
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            .max(1);
+        self.lock().insert(route, delivery);
+        route
+    }
+
+    /// Reports the outcome of the message on `route`: delivered, or failed with its key, payload and reason.
+    fn report(&self, route: usize, outcome: Result<(), (&str, &[u8], &str)>) {
+        if route == PRIMARY {
+            let Some(reporter) = self.primary.get() else {
+                return;
+            };
+            match outcome {
+                Ok(()) => reporter.live_delivered(),
+                Err((key, payload, reason)) => reporter.live_failed(key, payload, reason),
+            }
+        } else if let Some(delivery) = self.lock().remove(&route) {
+            match outcome {
+                Ok(()) => delivery.delivered(),
+                Err((key, payload, reason)) => delivery.failed(key, payload, reason),
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<usize, Delivery>> {
+        self.parked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 impl ClientContext for SinkContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -231,19 +290,20 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    /// A [`Delivery`] in its pointer-sized form: no allocation per message.
-    type DeliveryOpaque = Arc<Target>;
+    /// The message's route (see [`Routes`]).
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, target: Self::DeliveryOpaque) {
-        let delivery = Delivery::from_target(target);
+    fn delivery(&self, result: &DeliveryResult<'_>, route: usize) {
         match result {
-            Ok(_) => delivery.delivered(),
+            Ok(_) => self.routes.report(route, Ok(())),
             Err((err, message)) => {
                 let key = message
                     .key()
                     .and_then(|k| std::str::from_utf8(k).ok())
                     .unwrap_or("");
-                delivery.failed(key, message.payload().unwrap_or(&[]), &err.to_string());
+                let reason = err.to_string();
+                self.routes
+                    .report(route, Err((key, message.payload().unwrap_or(&[]), &reason)));
             }
         }
     }

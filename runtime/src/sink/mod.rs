@@ -112,6 +112,19 @@ impl Reporter {
         }
     }
 
+    /// A live event was acknowledged.
+    #[inline]
+    pub(crate) fn live_delivered(&self) {
+        Counters::bump(&self.counters.delivered);
+    }
+
+    /// A live event failed: counted and kept in the spool. Its id and time are read back from the payload.
+    pub(crate) fn live_failed(&self, key: &str, payload: &[u8], reason: &str) {
+        let (event_id, recorded_at) = identity(payload);
+        self.spool_failed(event_id, recorded_at, key, payload, reason);
+        self.note_error(format!("delivery of {event_id} failed: {reason}"));
+    }
+
     /// Counts a failure of a live event and keeps it in the spool.
     pub(crate) fn spool_failed(
         &self,
@@ -140,8 +153,8 @@ impl Reporter {
 
 /// The outcome slot of one envelope. Report exactly once; the tracker counts and spools.
 ///
-/// One pointer: for a live event it is a clone of the tracker's shared target (no allocation per event), for a
-/// replayed one it carries the spool file to remove once the event is acknowledged.
+/// One pointer: for a live event a clone of the tracker's shared target (no allocation per event), for a replayed
+/// one the spool file to remove once the event is acknowledged.
 #[derive(Debug)]
 pub struct Delivery {
     target: Arc<Target>,
@@ -180,20 +193,18 @@ impl Delivery {
         }
     }
 
-    /// The pointer-sized form a transport keeps with a message (e.g. librdkafka's per-message opaque).
-    pub(crate) fn into_target(self) -> Arc<Target> {
-        self.target
-    }
-
-    /// Back from [`into_target`](Self::into_target).
-    pub(crate) fn from_target(target: Arc<Target>) -> Self {
-        Delivery { target }
+    /// The reporter of a live event (`None` for a replay).
+    pub(crate) fn live_reporter(&self) -> Option<&Arc<Reporter>> {
+        match &*self.target {
+            Target::Live(reporter) => Some(reporter),
+            Target::Replay { .. } => None,
+        }
     }
 
     /// The transport acknowledged the event.
     pub fn delivered(self) {
         match &*self.target {
-            Target::Live(reporter) => Counters::bump(&reporter.counters.delivered),
+            Target::Live(reporter) => reporter.live_delivered(),
             Target::Replay { reporter, path, .. } => {
                 let counters = &reporter.counters;
                 Counters::bump(&counters.delivered);
@@ -212,11 +223,7 @@ impl Delivery {
     /// The transport gave up on the event; `key` and `payload` are what was sent.
     pub fn failed(self, key: &str, payload: &[u8], reason: &str) {
         match &*self.target {
-            Target::Live(reporter) => {
-                let (event_id, recorded_at) = identity(payload);
-                reporter.spool_failed(event_id, recorded_at, key, payload, reason);
-                reporter.note_error(format!("delivery of {event_id} failed: {reason}"));
-            }
+            Target::Live(reporter) => reporter.live_failed(key, payload, reason),
             Target::Replay {
                 reporter,
                 path,
