@@ -8,11 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use saga_tracker::sink::PRODUCER_DEFAULTS;
 use saga_tracker::testing::TestKafka;
 use saga_tracker::{KafkaSink, Tracker};
 use support::*;
@@ -101,38 +97,15 @@ fn main() {
     let stats = tracker.stats();
     assert_eq!((stats.spooled, stats.lost), (0, 0), "{stats:?}");
     assert_eq!(stats.delivered, stats.recorded, "{stats:?}");
-    let payload_len = kafka
-        .read_all(&topic, Duration::from_secs(30))
-        .expect("read")
-        .iter()
-        .map(|m| rdkafka::Message::payload(m).map_or(0, <[u8]>::len))
-        .max()
-        .unwrap_or(100);
+    let payload = vec![0x5a_u8; largest_payload(&kafka, &topic)];
     drop(tracker);
 
     // Raw: a producer with the same configuration, created on this thread (normal priority).
     let existing: Vec<u32> = thread_cpu().into_keys().collect();
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", kafka.brokers());
-    for (k, v) in PRODUCER_DEFAULTS {
-        config.set(k, v);
-    }
-    let raw: ThreadedProducer<DefaultProducerContext> = config.create().expect("raw producer");
-    let payload = vec![0x5a_u8; payload_len];
+    let raw = raw_producer(&kafka);
     let mut run_raw = |rounds: u64| {
         for _ in 0..rounds {
-            for _ in 0..BURST {
-                next += 1;
-                let key = next.to_string();
-                for _ in 0..2 {
-                    let mut record = BaseRecord::to(&topic).key(&key).payload(&payload);
-                    while let Err((_, back)) = raw.send(record) {
-                        record = back;
-                        raw.poll(Duration::from_millis(1));
-                    }
-                }
-            }
-            raw.flush(Duration::from_secs(60)).expect("raw flush");
+            raw_calls(&raw, &topic, &payload, &mut next, BURST);
         }
     };
     run_raw(4);

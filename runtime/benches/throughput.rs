@@ -5,12 +5,8 @@
 mod support;
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use saga_tracker::sink::PRODUCER_DEFAULTS;
 use support::*;
 
 fn bench(c: &mut Criterion) {
@@ -18,22 +14,8 @@ fn bench(c: &mut Criterion) {
     // One annotated call sends two events (STARTED, SUCCEEDED): size the raw payload like ours.
     saga_tracker::with_default(&tracker, || annotated(1)).expect("call");
     flush(&tracker);
-    let sample = kafka
-        .read_all(&topic, Duration::from_secs(30))
-        .expect("read");
-    let payload_len = sample
-        .iter()
-        .map(|m| rdkafka::Message::payload(m).map_or(0, <[u8]>::len))
-        .max()
-        .unwrap_or(100);
-    let payload = vec![0x5a_u8; payload_len];
-
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", kafka.brokers());
-    for (k, v) in PRODUCER_DEFAULTS {
-        config.set(k, v);
-    }
-    let raw: ThreadedProducer<DefaultProducerContext> = config.create().expect("raw producer");
+    let payload = vec![0x5a_u8; largest_payload(&kafka, &topic)];
+    let raw = raw_producer(&kafka);
 
     // One iteration is a chunk of CHUNK calls (2 events each) followed by a flush that waits for every
     // acknowledgement: long iterations, so the flush's latency (linger, round trip) is amortised and what is
@@ -55,20 +37,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("raw_rdkafka_chunk", |b| {
-        b.iter(|| {
-            for _ in 0..CHUNK {
-                next += 1;
-                let key = next.to_string();
-                for _ in 0..2 {
-                    let mut record = BaseRecord::to(&topic).key(&key).payload(&payload);
-                    while let Err((_, back)) = raw.send(record) {
-                        record = back;
-                        raw.poll(Duration::from_millis(1));
-                    }
-                }
-            }
-            raw.flush(Duration::from_secs(60)).expect("raw flush");
-        })
+        b.iter(|| raw_calls(&raw, &topic, &payload, &mut next, CHUNK))
     });
     group.finish();
     let stats = tracker.stats();

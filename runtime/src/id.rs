@@ -72,40 +72,11 @@ impl Id {
         }
     }
 
-    /// The decimal digits of an integer, `-` first when `negative` (no `core::fmt` on the hot path).
+    /// The decimal digits of an integer, `-` first when `negative` (no `core::fmt` on the hot path). The longest
+    /// (40 bytes, `-` and the digits of `u128::MAX`) is over the inline limit and shared.
     #[inline]
     pub(crate) fn from_integer(negative: bool, magnitude: u128) -> Id {
-        // u128::MAX has 39 digits; with the sign 40 bytes, more than INLINE: such ids are shared.
-        let mut buf = [0u8; 40];
-        let mut pos = buf.len();
-        let mut push = |digit: u8| {
-            pos -= 1;
-            buf[pos] = b'0' + digit;
-        };
-        match u64::try_from(magnitude) {
-            Ok(mut small) => loop {
-                push((small % 10) as u8);
-                small /= 10;
-                if small == 0 {
-                    break;
-                }
-            },
-            Err(_) => {
-                let mut big = magnitude;
-                loop {
-                    push((big % 10) as u8);
-                    big /= 10;
-                    if big == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-        if negative {
-            pos -= 1;
-            buf[pos] = b'-';
-        }
-        Id::from_ascii(&buf[pos..])
+        Id::from_ascii(crate::decimal::Decimal::new(negative, magnitude).as_bytes())
     }
 
     /// An id from ASCII bytes (digits, hex, `-`).

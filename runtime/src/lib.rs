@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+mod decimal;
 pub mod event;
 pub mod id;
 pub mod otel;

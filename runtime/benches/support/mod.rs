@@ -4,6 +4,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use saga_tracker::sink::PRODUCER_DEFAULTS;
 use saga_tracker::testing::TestKafka;
 use saga_tracker::{KafkaSink, Saga, Tracker, saga_step};
 
@@ -98,4 +101,48 @@ pub fn flush_elsewhere(tracker: &Tracker) {
     std::thread::scope(|s| {
         s.spawn(|| flush(tracker));
     });
+}
+
+/// The baseline producer: raw rdkafka with the sink's producer configuration, on this thread's priority.
+pub fn raw_producer(kafka: &TestKafka) -> ThreadedProducer<DefaultProducerContext> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", kafka.brokers());
+    for (k, v) in PRODUCER_DEFAULTS {
+        config.set(k, v);
+    }
+    config.create().expect("raw producer")
+}
+
+/// The largest message on `topic`: the raw baseline sends payloads of this size.
+pub fn largest_payload(kafka: &TestKafka, topic: &str) -> usize {
+    kafka
+        .read_all(topic, Duration::from_secs(30))
+        .expect("read")
+        .iter()
+        .map(|m| rdkafka::Message::payload(m).map_or(0, <[u8]>::len))
+        .max()
+        .unwrap_or(100)
+}
+
+/// What an annotated call sends, done raw: `calls` times two messages under a fresh decimal key (as a call sends
+/// STARTED and SUCCEEDED keyed by its saga id), then a flush that waits for every acknowledgement.
+pub fn raw_calls(
+    raw: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    payload: &[u8],
+    next: &mut u64,
+    calls: u64,
+) {
+    for _ in 0..calls {
+        *next += 1;
+        let key = next.to_string();
+        for _ in 0..2 {
+            let mut record = BaseRecord::to(topic).key(&key).payload(payload);
+            while let Err((_, back)) = raw.send(record) {
+                record = back;
+                raw.poll(Duration::from_millis(1));
+            }
+        }
+    }
+    raw.flush(Duration::from_secs(60)).expect("raw flush");
 }

@@ -1,5 +1,6 @@
 //! The Avro binary writer for [`SagaEvent`]: direct field-by-field encoding, no intermediate `Value`.
 
+use crate::decimal::Decimal;
 use crate::event::{SagaEvent, StepError, StepStatus};
 
 /// Appends a zig-zag varint `long`.
@@ -54,7 +55,7 @@ where
     match f.idempotency_key {
         IdempotencyKey::Given(key) => put_str(out, key),
         IdempotencyKey::Derived => {
-            let mut attempt = itoa_buf(f.attempt);
+            let attempt = Decimal::of_i32(f.attempt);
             let attempt = attempt.as_str();
             let status = f.status.as_str();
             let len = f.saga_id.len() + f.step.len() + status.len() + attempt.len() + 3;
@@ -103,39 +104,6 @@ where
     out.push(0);
 }
 
-/// A small stack buffer holding the decimal form of an `i32`.
-pub(crate) struct ItoaBuf {
-    buf: [u8; 12],
-    start: usize,
-}
-
-impl ItoaBuf {
-    pub(crate) fn as_str(&mut self) -> &str {
-        // Only ASCII digits and '-' are ever written.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
-    }
-}
-
-pub(crate) fn itoa_buf(value: i32) -> ItoaBuf {
-    let mut buf = [0u8; 12];
-    let mut pos = buf.len();
-    let negative = value < 0;
-    let mut n = i64::from(value).unsigned_abs();
-    loop {
-        pos -= 1;
-        buf[pos] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if negative {
-        pos -= 1;
-        buf[pos] = b'-';
-    }
-    ItoaBuf { buf, start: pos }
-}
-
 /// Appends the Avro binary datum of `event` (no header).
 pub fn write_datum(event: &SagaEvent, out: &mut Vec<u8>) {
     write_fields(
@@ -162,13 +130,6 @@ pub fn write_datum(event: &SagaEvent, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn itoa_matches_display() {
-        for v in [0, 1, 9, 10, 42, 1000, -1, -37, i32::MAX, i32::MIN] {
-            assert_eq!(itoa_buf(v).as_str(), v.to_string());
-        }
-    }
 
     #[test]
     fn zigzag_varints_follow_the_spec() {
