@@ -214,6 +214,10 @@ impl ServiceSet {
 }
 
 /// Serves one service's command topic until `shutdown` turns true.
+///
+/// Kafka delivers at least once: a consumer that restarts, or whose position a broker reports as out of range,
+/// reads commands again. Each command (saga, step, phase) is handled once; a redelivered one is skipped, its reply
+/// having gone out the first time.
 async fn serve(
     name: ServiceName,
     state: ServiceState,
@@ -224,6 +228,7 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DemoError> {
     let mut in_flight = tokio::task::JoinSet::new();
+    let mut handled_commands = std::collections::HashSet::new();
     loop {
         let message = tokio::select! {
             _ = shutdown.changed() => break,
@@ -243,6 +248,10 @@ async fn serve(
             }
             None => continue,
         };
+        if !handled_commands.insert((cmd.saga_id.clone(), cmd.step.clone(), cmd.phase)) {
+            tracing::debug!(service = %name, saga_id = %cmd.saga_id, step = %cmd.step, offset = message.offset(), "skipping a redelivered command");
+            continue;
+        }
         let (state, producer, tracker, handled) = (
             state.clone(),
             producer.clone(),
