@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackerStats {
     /// Transitions recorded (each becomes one event). Counted when the tracker's worker takes one from its queue,
-    /// or when one is spooled on the caller's thread: up to one linger (5 ms) behind the calls; after
+    /// or when one is spooled on the caller's thread: up to one linger (10 ms when idle) behind the calls; after
     /// [`Tracker::flush`](crate::Tracker::flush) it counts every call.
     pub recorded: u64,
     /// Events the sink acknowledged (Kafka: acked by the brokers), including replayed ones.

@@ -169,7 +169,7 @@ impl TrackerBuilder {
             last_error: Mutex::new(None),
         });
         let (tx, rx) = std::sync::mpsc::sync_channel(self.queue_capacity);
-        let wakeup = Arc::new(worker::Wakeup::default());
+        let wakeup = Arc::new(worker::Wakeup::new(self.queue_capacity));
         let worker = {
             let (service, sink, reporter, wakeup) = (
                 service.clone(),

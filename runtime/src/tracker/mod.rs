@@ -166,7 +166,10 @@ impl Tracker {
         };
         match tx.try_send(command) {
             Ok(()) => self.inner.wakeup.after_push(),
-            Err(TrySendError::Full(command)) => self.spool_directly(command, "tracker queue full"),
+            Err(TrySendError::Full(command)) => {
+                self.inner.wakeup.wake_lingering();
+                self.spool_directly(command, "tracker queue full")
+            }
             Err(TrySendError::Disconnected(command)) => {
                 self.spool_directly(command, "tracker worker stopped")
             }

@@ -14,11 +14,12 @@ use crate::sink::{Delivery, Reporter, Sink, Target};
 use crate::stats::Counters;
 
 /// Hand-off between callers and the worker, built so a caller never pays for a wake-up (a futex call costs
-/// microseconds — more than recording itself — and on a busy machine it can hand the caller's core to the worker):
-/// the worker drains the queue, then lingers [`LINGER`] and drains again (librdkafka lingers 5 ms before a batch
-/// anyway). Callers wake it early only when [`WAKE_AT`] events pile up within one linger; flush and shutdown
-/// wake it at once. Idle, the worker wakes 200 times a second to find nothing, which costs next to nothing.
-#[derive(Debug, Default)]
+/// microseconds — more than recording itself — and the woken worker tends to be placed on the waker's core, where
+/// it takes time slices from the handler): the worker drains the queue, then lingers [`LINGER`] and drains again
+/// (librdkafka lingers 5 ms before a batch anyway), or [`IDLE_LINGER`] after a round that found nothing. Callers
+/// wake it early only when half the queue fills within one linger, or the queue is full; flush and shutdown wake
+/// it at once.
+#[derive(Debug)]
 pub(crate) struct Wakeup {
     lingering: AtomicBool,
     /// Set by flush and shutdown: the next round drains everything, not just its batch.
@@ -26,13 +27,16 @@ pub(crate) struct Wakeup {
     /// Events queued since the worker's last round, as callers report them (in steps of [`REPORT_EVERY`] per
     /// thread), taken by the worker once per round: alone on its cache lines.
     queued: crate::stats::Padded<AtomicUsize>,
+    /// Reported events at which a caller wakes a lingering worker early: half the queue.
+    wake_at: usize,
     thread: OnceLock<Thread>,
 }
 
-/// How long the worker waits for more events before it drains again.
-pub(crate) const LINGER: Duration = Duration::from_millis(5);
-/// Queued events at which a caller wakes a lingering worker early.
-pub(crate) const WAKE_AT: usize = 4096;
+/// How long the worker waits for more events before it drains again. Short, so a busy round's batch stays small
+/// enough to be in cache when the worker reads it (2 ms of a fast caller is ~2.5 MB of queue slots).
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
+/// How long it waits after a round that found nothing: an idle service's worker wakes 100 times a second.
+pub(crate) const IDLE_LINGER: Duration = Duration::from_millis(10);
 /// A thread reports its pushes to [`Wakeup::queued`] once per this many: one shared atomic add per 256 events
 /// instead of one per event (with many threads recording, a per-event add moves that line between cores).
 pub(crate) const REPORT_EVERY: usize = 256;
@@ -43,6 +47,17 @@ thread_local! {
 }
 
 impl Wakeup {
+    /// For a queue of `capacity` events.
+    pub(crate) fn new(capacity: usize) -> Wakeup {
+        Wakeup {
+            lingering: AtomicBool::new(false),
+            drain_all: AtomicBool::new(false),
+            queued: crate::stats::Padded(AtomicUsize::new(0)),
+            wake_at: (capacity / 2).max(REPORT_EVERY),
+            thread: OnceLock::new(),
+        }
+    }
+
     /// After a successful enqueue.
     #[inline]
     pub(crate) fn after_push(&self) {
@@ -53,9 +68,17 @@ impl Wakeup {
         });
         if unreported == REPORT_EVERY {
             let queued = self.queued.fetch_add(REPORT_EVERY, Ordering::Relaxed) + REPORT_EVERY;
-            if queued >= WAKE_AT && self.lingering.swap(false, Ordering::AcqRel) {
-                self.unpark();
+            if queued >= self.wake_at {
+                self.wake_lingering();
             }
+        }
+    }
+
+    /// Wakes the worker if it is lingering (the queue is filling up, or full).
+    #[cold]
+    pub(crate) fn wake_lingering(&self) {
+        if self.lingering.swap(false, Ordering::AcqRel) {
+            self.unpark();
         }
     }
 
@@ -106,23 +129,24 @@ pub(crate) fn run(
         // the last few of a burst: callers report in steps of REPORT_EVERY).
         let drain_all = wakeup.drain_all.swap(false, Ordering::AcqRel);
         let counted = wakeup.queued.swap(0, Ordering::AcqRel);
-        let mut budget = if drain_all || counted == 0 {
+        let budget = if drain_all || counted == 0 {
             usize::MAX
         } else {
             counted
         };
-        while budget > 0 {
+        let mut taken = 0usize;
+        while taken < budget {
             match rx.try_recv() {
                 Ok(command) => {
                     handle(command);
-                    budget -= 1;
+                    taken += 1;
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }
         }
         wakeup.lingering.store(true, Ordering::Release);
-        std::thread::park_timeout(LINGER);
+        std::thread::park_timeout(if taken == 0 { IDLE_LINGER } else { LINGER });
         wakeup.lingering.store(false, Ordering::Release);
     }
 }
