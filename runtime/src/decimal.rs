@@ -53,17 +53,11 @@ impl Decimal {
         Decimal::new(value < 0, u128::from(value.unsigned_abs()))
     }
 
-    /// The ASCII digits.
-    #[inline]
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
     /// The digits as text.
     #[inline]
     pub(crate) fn as_str(&self) -> &str {
         // Only ASCII digits and '-' are ever written.
-        std::str::from_utf8(self.as_bytes()).unwrap_or("0")
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
     }
 }
 

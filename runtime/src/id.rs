@@ -76,22 +76,7 @@ impl Id {
     /// (40 bytes, `-` and the digits of `u128::MAX`) is over the inline limit and shared.
     #[inline]
     pub(crate) fn from_integer(negative: bool, magnitude: u128) -> Id {
-        Id::from_ascii(crate::decimal::Decimal::new(negative, magnitude).as_bytes())
-    }
-
-    /// An id from ASCII bytes (digits, hex, `-`).
-    #[inline]
-    fn from_ascii(ascii: &[u8]) -> Id {
-        match u8::try_from(ascii.len()) {
-            Ok(len) if ascii.len() <= Id::INLINE => {
-                let mut bytes = [0u8; Id::INLINE];
-                bytes[..ascii.len()].copy_from_slice(ascii);
-                Id(Repr::Inline { len, bytes })
-            }
-            _ => Id(Repr::Shared(Arc::from(
-                std::str::from_utf8(ascii).unwrap_or_default(),
-            ))),
-        }
+        Id::from(crate::decimal::Decimal::new(negative, magnitude).as_str())
     }
 }
 
@@ -142,7 +127,7 @@ impl From<uuid::Uuid> for Id {
     #[inline]
     fn from(uuid: uuid::Uuid) -> Id {
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        Id::from_ascii(uuid.hyphenated().encode_lower(&mut buf).as_bytes())
+        Id::from(&*uuid.hyphenated().encode_lower(&mut buf))
     }
 }
 

@@ -152,17 +152,14 @@ impl Reporter {
 }
 
 /// The outcome slot of one envelope. Report exactly once; the tracker counts and spools.
-///
-/// One pointer: for a live event a clone of the tracker's shared target (no allocation per event), for a replayed
-/// one the spool file to remove once the event is acknowledged.
 #[derive(Debug)]
 pub struct Delivery {
-    target: Arc<Target>,
+    target: Target,
 }
 
 /// Whose outcome a [`Delivery`] reports.
 #[derive(Debug)]
-pub(crate) enum Target {
+enum Target {
     /// An event recorded now. Its id and time, needed only if it fails, are read back from its payload.
     Live(Arc<Reporter>),
     /// An event re-sent from the spool.
@@ -174,28 +171,28 @@ pub(crate) enum Target {
 }
 
 impl Delivery {
-    /// The delivery of a live event: `target` is the tracker's shared [`Target::Live`].
+    /// The delivery of a live event of the tracker that owns `reporter` (no allocation).
     #[inline]
-    pub(crate) fn live(target: &Arc<Target>) -> Self {
+    pub(crate) fn live(reporter: &Arc<Reporter>) -> Self {
         Delivery {
-            target: target.clone(),
+            target: Target::Live(reporter.clone()),
         }
     }
 
     /// The delivery of an event replayed from the spool file at `path`.
     pub(crate) fn replay(reporter: Arc<Reporter>, path: PathBuf, event_id: Uuid) -> Self {
         Delivery {
-            target: Arc::new(Target::Replay {
+            target: Target::Replay {
                 reporter,
                 path,
                 event_id,
-            }),
+            },
         }
     }
 
     /// The reporter of a live event (`None` for a replay).
     pub(crate) fn live_reporter(&self) -> Option<&Arc<Reporter>> {
-        match &*self.target {
+        match &self.target {
             Target::Live(reporter) => Some(reporter),
             Target::Replay { .. } => None,
         }
@@ -203,7 +200,7 @@ impl Delivery {
 
     /// The transport acknowledged the event.
     pub fn delivered(self) {
-        match &*self.target {
+        match &self.target {
             Target::Live(reporter) => reporter.live_delivered(),
             Target::Replay { reporter, path, .. } => {
                 let counters = &reporter.counters;
@@ -222,7 +219,7 @@ impl Delivery {
 
     /// The transport gave up on the event; `key` and `payload` are what was sent.
     pub fn failed(self, key: &str, payload: &[u8], reason: &str) {
-        match &*self.target {
+        match &self.target {
             Target::Live(reporter) => reporter.live_failed(key, payload, reason),
             Target::Replay {
                 reporter,

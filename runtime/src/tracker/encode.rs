@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::{NoContext, Timestamp, Uuid};
 
-use super::command::{Pending, StepRecord};
+use super::command::{Command, Pending, StepRecord};
 use crate::codec::Framing;
 use crate::codec::write::{EventFields, IdempotencyKey, write_fields};
 use crate::event::{StepError, StepStatus, system_time_to_micros};
@@ -29,7 +29,16 @@ pub(crate) struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
-    pub(crate) fn of_step(record: &'a StepRecord) -> Parts<'a> {
+    /// The event a command carries (a flush carries none).
+    pub(crate) fn of(command: &'a Command) -> Option<Parts<'a>> {
+        match command {
+            Command::Step(record) => Some(Parts::of_step(record)),
+            Command::Record(pending) => Some(Parts::of_pending(pending)),
+            Command::Flush(_) => None,
+        }
+    }
+
+    fn of_step(record: &'a StepRecord) -> Parts<'a> {
         let extras = record.extras.as_deref();
         Parts {
             saga_type: record.descriptor.saga_type,
@@ -49,7 +58,7 @@ impl<'a> Parts<'a> {
         }
     }
 
-    pub(crate) fn of_pending(pending: &'a Pending) -> Parts<'a> {
+    fn of_pending(pending: &'a Pending) -> Parts<'a> {
         let t = &pending.transition;
         Parts {
             saga_type: &t.saga_type,

@@ -179,20 +179,11 @@ impl Tracker {
     /// Encodes an event the worker cannot take and keeps it in the spool (counted as recorded and failed).
     #[cold]
     fn spool_directly(&self, command: Command, reason: &str) {
-        let mut buf = EventBuf::default();
-        let envelope = match &command {
-            Command::Step(record) => buf.encode(
-                &Parts::of_step(record),
-                &self.inner.service,
-                self.inner.framing,
-            ),
-            Command::Record(pending) => buf.encode(
-                &Parts::of_pending(pending),
-                &self.inner.service,
-                self.inner.framing,
-            ),
-            Command::Flush(_) => return,
+        let Some(parts) = Parts::of(&command) else {
+            return;
         };
+        let mut buf = EventBuf::default();
+        let envelope = buf.encode(&parts, &self.inner.service, self.inner.framing);
         let reporter = &self.inner.reporter;
         Counters::bump(&reporter.counters.recorded);
         reporter.spool_failed(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::command::Command;
 use super::encode::{EventBuf, Parts};
 use crate::codec::Framing;
-use crate::sink::{Delivery, Reporter, Sink, Target};
+use crate::sink::{Delivery, Reporter, Sink};
 use crate::stats::Counters;
 
 /// Hand-off between callers and the worker, built so a caller never pays for a wake-up (a futex call costs
@@ -109,17 +109,17 @@ pub(crate) fn run(
 ) {
     crate::priority::lower_own_priority();
     let mut buf = EventBuf::default();
-    let live = Arc::new(Target::Live(reporter.clone()));
     let mut deliver = |parts: &Parts<'_>| {
         Counters::bump(&reporter.counters.recorded);
         let envelope = buf.encode(parts, &service, framing);
-        sink.send(envelope, Delivery::live(&live));
+        sink.send(envelope, Delivery::live(&reporter));
     };
-    let mut handle = |command: Command| match command {
-        Command::Step(record) => deliver(&Parts::of_step(&record)),
-        Command::Record(pending) => deliver(&Parts::of_pending(&pending)),
-        Command::Flush(done) => {
-            let _ = done.send(());
+    let mut handle = |command: Command| match Parts::of(&command) {
+        Some(parts) => deliver(&parts),
+        None => {
+            if let Command::Flush(done) = &command {
+                let _ = done.send(());
+            }
         }
     };
     loop {
