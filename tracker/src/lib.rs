@@ -18,13 +18,15 @@
 //! ```
 //!
 //! Modules: [`config`] (flags and environment), [`db`] (migrations, store, state derivation, timeline),
-//! [`ingest`] (consumer, DLQ, validation), [`api`] (routes, errors, auth, OpenAPI), [`metrics`].
+//! [`ingest`] (consumer, DLQ, validation), [`api`] (routes, errors, auth, OpenAPI), [`metrics`], [`ops`]
+//! (the operations subcommands: archive, restore, replay, DLQ re-drive, topics, reconcile).
 
 pub mod api;
 pub mod config;
 pub mod db;
 pub mod ingest;
 pub mod metrics;
+pub mod ops;
 mod service;
 
 pub use config::{Assignment, Config, ConfigError};

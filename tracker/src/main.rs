@@ -10,7 +10,10 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Config::parse();
+    let mut config = Config::parse();
+    if let Some(command) = config.command.take() {
+        return std::process::ExitCode::from(saga_tracker_service::ops::cli::run(command).await);
+    }
     match Service::start(config).await {
         Ok(service) => {
             service.run_until(shutdown_signal()).await;

@@ -46,7 +46,8 @@ pub fn document() -> Value {
                     "steps": { "type": "array", "items": { "type": "string" } },
                     "services": { "type": "array", "items": { "type": "string" } },
                     "event_count": { "type": "integer" },
-                    "last_ingested_at": { "type": "string", "format": "date-time" } } },
+                    "last_ingested_at": { "type": "string", "format": "date-time" },
+                    "restored": { "type": "boolean", "description": "events loaded back from cold storage" } } },
                 "TimelineEvent": { "type": "object", "properties": {
                     "event_id": { "type": "string", "format": "uuid" }, "idempotency_key": { "type": "string" },
                     "saga_id": { "type": "string" }, "saga_type": { "type": "string" }, "step": { "type": "string" },

@@ -6,4 +6,5 @@ mod store;
 pub mod timeline;
 
 pub use model::{EventRow, SagaRow, SagaState};
+pub(crate) use store::recompute_sagas;
 pub use store::{Cursor, IncomingEvent, MIGRATOR, SagaFilter, SagaPage, Store, StoreError};

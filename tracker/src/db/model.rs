@@ -149,4 +149,6 @@ pub struct SagaRow {
     pub event_count: i32,
     /// When the tracker last stored an event of the saga.
     pub last_ingested_at: DateTime<Utc>,
+    /// True when events of the saga were loaded back from cold storage (`restore`).
+    pub restored: bool,
 }

@@ -197,7 +197,7 @@ impl Store {
                  $8::text[], $9::text[], $10::timestamptz[], $11::int8[], $12::text[], $13::text[], $14::text[],
                  $15::text[], $16::int4[], $17::int8[])
                  AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off)
-             ON CONFLICT (event_id) DO NOTHING
+             ON CONFLICT DO NOTHING
              RETURNING event_id",
         )
         .bind(&ids)
@@ -345,7 +345,10 @@ impl Store {
 
 /// Locks the sagas (in hash order, so two writers cannot deadlock), reloads their events and upserts the
 /// derived rows. See [`state`](super::state) for why the state is recomputed rather than merged.
-async fn recompute_sagas(tx: &mut sqlx::PgConnection, sagas: &[String]) -> Result<(), sqlx::Error> {
+pub(crate) async fn recompute_sagas(
+    tx: &mut sqlx::PgConnection,
+    sagas: &[String],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT pg_advisory_xact_lock(k) FROM
              (SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest($1::text[]) AS id ORDER BY k) AS keys",
