@@ -6,7 +6,9 @@ use sqlx::PgPool;
 use super::OpsError;
 use super::archive::{self, ArchiveOptions};
 use super::cold::ColdStore;
-use super::day::parse_day;
+use super::day::{parse_day, parse_time};
+use super::redrive::{self, RedriveOptions};
+use super::replay::{self, ReplayOptions};
 use super::restore::{self, RestoreOptions};
 use crate::db::Store;
 
@@ -18,6 +20,75 @@ pub enum Command {
     Archive(ArchiveArgs),
     /// Load archived days (or one saga of them) back; the API serves them again, marked `restored`.
     Restore(RestoreArgs),
+    /// Rewind the tracker's consumer group to a point in time (or, with --to, re-ingest a time range).
+    Replay(ReplayArgs),
+    /// Dead-letter queue operations.
+    Dlq {
+        /// What to do with the DLQ.
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+/// `dlq` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// Ingest what in saga.tracker.dlq now decodes and validates; send the rest back to the DLQ, counted per
+    /// reason. Progress is committed, so it can run again.
+    Redrive(RedriveArgs),
+}
+
+/// The Kafka side.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, `host:port[,host:port...]`.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
+    pub kafka_brokers: String,
+    /// The topic the services publish to.
+    #[arg(long, env = "TRACKER_TOPIC", default_value = "saga.tracker")]
+    pub topic: String,
+    /// The dead-letter topic.
+    #[arg(long, env = "TRACKER_DLQ_TOPIC", default_value = "saga.tracker.dlq")]
+    pub dlq_topic: String,
+    /// The tracker's consumer group.
+    #[arg(long, env = "TRACKER_GROUP_ID", default_value = "saga-tracker-service")]
+    pub group_id: String,
+    /// Also accept Confluent-framed messages with this schema registry id.
+    #[arg(long, env = "TRACKER_CONFLUENT_SCHEMA_ID")]
+    pub confluent_schema_id: Option<u32>,
+    /// Extra librdkafka properties, `key=value` (repeat).
+    #[arg(long = "kafka-property", value_parser = crate::config::parse_key_value)]
+    pub kafka_properties: Vec<(String, String)>,
+}
+
+/// Flags of `replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// From this time, RFC 3339 (Kafka message timestamps).
+    #[arg(long, value_parser = parse_time)]
+    from: chrono::DateTime<chrono::Utc>,
+    /// Up to this time (exclusive): the command re-ingests the range itself and leaves the group alone.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Flags of `dlq redrive`.
+#[derive(Debug, Clone, Args)]
+pub struct RedriveArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Only messages dead-lettered for this reason (`dlq.reason`, e.g. unknown_fingerprint).
+    #[arg(long)]
+    reason: Option<String>,
+    /// The consumer group holding the re-drive's progress.
+    #[arg(long, default_value = "saga-tracker-dlq-redrive")]
+    redrive_group: String,
 }
 
 /// The tracker database.
@@ -34,9 +105,23 @@ pub struct DbArgs {
 impl DbArgs {
     /// Connects and migrates (exit 2 when unreachable).
     pub async fn connect(&self) -> Result<PgPool, OpsError> {
-        let store = Store::connect(&self.database_url, self.database_schema.as_deref(), 2).await?;
-        Ok(store.pool().clone())
+        Ok(self.store().await?.pool().clone())
     }
+
+    /// The store (exit 2 when unreachable).
+    pub async fn store(&self) -> Result<Store, OpsError> {
+        Ok(Store::connect(&self.database_url, self.database_schema.as_deref(), 2).await?)
+    }
+}
+
+fn counts(map: &std::collections::BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Flags of `archive`.
@@ -143,6 +228,72 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
                 s.events_inserted,
                 s.events_read - s.events_inserted,
                 s.sagas
+            );
+            Ok(0)
+        }
+        Command::Replay(r) => {
+            let store = r.db.store().await?;
+            let options = ReplayOptions {
+                brokers: r.kafka.kafka_brokers,
+                topic: r.kafka.topic,
+                group: r.kafka.group_id,
+                from: r.from,
+                to: r.to,
+                confluent_schema_id: r.kafka.confluent_schema_id,
+                kafka_properties: r.kafka.kafka_properties,
+            };
+            let s = replay::run(&store, &options).await?;
+            println!("partition  committed  from-offset  to-offset  committed-after");
+            let show = |o: Option<i64>| o.map_or_else(|| "-".to_owned(), |n| n.to_string());
+            for p in &s.partitions {
+                println!(
+                    "{:>9}  {:>9}  {:>11}  {:>9}  {:>15}",
+                    p.partition,
+                    show(p.committed_before),
+                    p.from_offset,
+                    p.to_offset,
+                    show(p.committed_after)
+                );
+            }
+            if options.to.is_none() {
+                println!(
+                    "group `{}` rewound to {}: the tracker re-reads from there when it starts (duplicates absorbed)",
+                    options.group, options.from
+                );
+            } else {
+                println!(
+                    "replayed {} messages: {} stored, {} already stored, rejected: {}",
+                    s.read,
+                    s.ingested,
+                    s.duplicates,
+                    counts(&s.rejected)
+                );
+            }
+            Ok(0)
+        }
+        Command::Dlq {
+            command: DlqCommand::Redrive(r),
+        } => {
+            let store = r.db.store().await?;
+            let s = redrive::run(
+                &store,
+                &RedriveOptions {
+                    brokers: r.kafka.kafka_brokers,
+                    dlq_topic: r.kafka.dlq_topic,
+                    group: r.redrive_group,
+                    reason: r.reason,
+                    confluent_schema_id: r.kafka.confluent_schema_id,
+                    kafka_properties: r.kafka.kafka_properties,
+                },
+            )
+            .await?;
+            println!(
+                "re-drove {} DLQ messages: {} stored, {} already stored; still dead-lettered: {}; skipped (other reasons): {}",
+                s.read,
+                s.ingested,
+                s.duplicates,
+                counts(&s.still_dead),
+                counts(&s.skipped)
             );
             Ok(0)
         }
