@@ -33,6 +33,10 @@ pub const DLQ_MESSAGES: &str = "saga_tracker_dlq_messages_total";
 pub const INGEST_ERRORS: &str = "saga_tracker_ingest_errors_total";
 /// 1 when the database answered the scrape's queries.
 pub const DATABASE_UP: &str = "saga_tracker_database_up";
+/// Events missing on one side in the latest `reconcile` run (from the `reconcile_runs` table).
+pub const RECONCILE_MISSING: &str = "saga_tracker_reconcile_missing_events";
+/// When the latest `reconcile` run ran (Unix seconds, 0 = never).
+pub const RECONCILE_LAST_RUN: &str = "saga_tracker_reconcile_last_run_timestamp_seconds";
 
 const BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -64,6 +68,8 @@ pub struct DbSnapshot {
     pub sagas_by_state: BTreeMap<String, i64>,
     /// Stuck sagas.
     pub stuck: i64,
+    /// The latest `reconcile` run, if any.
+    pub reconcile: Option<crate::ops::reconcile::LastRun>,
 }
 
 /// The process's metrics.
@@ -279,6 +285,30 @@ impl Metrics {
                 "Sagas not terminal and silent for longer than the stuck threshold.",
             );
             let _ = writeln!(out, "{STUCK_SAGAS} {}", db.stuck);
+            let last = db.reconcile.unwrap_or_default();
+            header(
+                &mut out,
+                RECONCILE_MISSING,
+                "gauge",
+                "Events missing on one side in the latest reconcile run (side=tracker: in an outbox, not in the tracker).",
+            );
+            let _ = writeln!(
+                out,
+                "{RECONCILE_MISSING}{{side=\"tracker\"}} {}",
+                last.missing_in_tracker
+            );
+            let _ = writeln!(
+                out,
+                "{RECONCILE_MISSING}{{side=\"outbox\"}} {}",
+                last.missing_in_outbox
+            );
+            header(
+                &mut out,
+                RECONCILE_LAST_RUN,
+                "gauge",
+                "When the latest reconcile run ran (Unix seconds, 0 = never).",
+            );
+            let _ = writeln!(out, "{RECONCILE_LAST_RUN} {}", last.ran_at);
         }
         out
     }
@@ -325,6 +355,12 @@ mod tests {
             Some(&DbSnapshot {
                 sagas_by_state: [("RUNNING".into(), 3)].into(),
                 stuck: 2,
+                reconcile: Some(crate::ops::reconcile::LastRun {
+                    missing_in_tracker: 4,
+                    missing_in_outbox: 0,
+                    ran_at: 1_732_406_400,
+                    ok: false,
+                }),
             }),
             900,
         );
@@ -334,6 +370,8 @@ mod tests {
         assert!(text.contains(r#"saga_tracker_sagas{status="RUNNING"} 3"#));
         assert!(text.contains(r#"saga_tracker_sagas{status="FAILED"} 0"#));
         assert!(text.contains("saga_tracker_stuck_sagas 2"));
+        assert!(text.contains(r#"saga_tracker_reconcile_missing_events{side="tracker"} 4"#));
+        assert!(text.contains("saga_tracker_reconcile_last_run_timestamp_seconds 1732406400"));
         assert!(text.contains(r#"saga_tracker_dlq_messages_total{reason="bad_magic"} 1"#));
         assert!(
             text.contains(r#"saga_tracker_consumer_lag{topic="saga.tracker",partition="0"} 7"#)

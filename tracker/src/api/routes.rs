@@ -42,6 +42,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         Ok::<_, sqlx::Error>(DbSnapshot {
             sagas_by_state: state.store.sagas_by_state().await?,
             stuck: state.store.stuck_sagas(state.stuck_after).await?,
+            reconcile: crate::ops::reconcile::last_run(state.store.pool()).await?,
         })
     }
     .await;

@@ -7,6 +7,7 @@ use super::OpsError;
 use super::archive::{self, ArchiveOptions};
 use super::cold::ColdStore;
 use super::day::{parse_day, parse_time};
+use super::reconcile::{self, ReconcileOptions};
 use super::redrive::{self, RedriveOptions};
 use super::replay::{self, ReplayOptions};
 use super::restore::{self, RestoreOptions};
@@ -22,6 +23,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Rewind the tracker's consumer group to a point in time (or, with --to, re-ingest a time range).
     Replay(ReplayArgs),
+    /// Compare the services' outbox tables with the tracker for one UTC day (R9); exit 1 on a discrepancy.
+    Reconcile(ReconcileArgs),
     /// Dead-letter queue operations.
     Dlq {
         /// What to do with the DLQ.
@@ -74,6 +77,39 @@ pub struct ReplayArgs {
     /// Up to this time (exclusive): the command re-ingests the range itself and leaves the group alone.
     #[arg(long, value_parser = parse_time)]
     to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people.
+    Markdown,
+    /// For machines.
+    Json,
+}
+
+/// Flags of `reconcile`.
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The UTC day: YYYY-MM-DD, `yesterday` or `today`.
+    #[arg(long, value_parser = parse_day, default_value = "yesterday")]
+    day: chrono::NaiveDate,
+    /// A service database holding `saga_tracker_outbox` (repeat per service); `?options[search_path]=s`
+    /// selects a schema.
+    #[arg(
+        long = "outbox-database-url",
+        env = "TRACKER_OUTBOX_DATABASE_URLS",
+        value_delimiter = ' '
+    )]
+    outbox_database_urls: Vec<String>,
+    /// A saga not terminal and silent for this many minutes counts as stuck.
+    #[arg(long, env = "TRACKER_STUCK_AFTER_MINUTES", default_value_t = 15)]
+    stuck_after_minutes: u32,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Markdown)]
+    format: Format,
 }
 
 /// Flags of `dlq redrive`.
@@ -270,6 +306,28 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
                 );
             }
             Ok(0)
+        }
+        Command::Reconcile(r) => {
+            let pool = r.db.connect().await?;
+            let report = reconcile::run(
+                &pool,
+                &ReconcileOptions {
+                    day: r.day,
+                    outbox_urls: r.outbox_database_urls,
+                    stuck_after: std::time::Duration::from_secs(
+                        u64::from(r.stuck_after_minutes) * 60,
+                    ),
+                },
+            )
+            .await?;
+            match r.format {
+                Format::Markdown => print!("{}", reconcile::markdown(&report)),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_else(|e| e.to_string())
+                ),
+            }
+            Ok(if report.ok { 0 } else { 1 })
         }
         Command::Dlq {
             command: DlqCommand::Redrive(r),

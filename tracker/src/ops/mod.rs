@@ -19,6 +19,7 @@ pub mod cold;
 pub mod day;
 pub mod partitions;
 pub mod progress;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod restore;
