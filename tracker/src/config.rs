@@ -23,11 +23,7 @@ pub enum Assignment {
     name = "saga-tracker-service",
     version,
     about = "saga.tracker -> PostgreSQL, timeline API, Prometheus metrics",
-    long_about = "saga.tracker -> PostgreSQL, timeline API, Prometheus metrics.\n\nWithout a subcommand: \
-                  run the service. The subcommands are operations (retention, restore, replay, DLQ re-drive, \
-                  topics, reconciliation); each exits 0 when done, 1 when it found a problem, 2 on bad input.",
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    after_help = crate::ops::cli::COMMANDS_HELP
 )]
 pub struct Config {
     /// PostgreSQL connection URL.
@@ -78,9 +74,6 @@ pub struct Config {
     /// How often librdkafka reports statistics (consumer lag), in milliseconds.
     #[arg(long, env = "TRACKER_STATS_INTERVAL_MS", default_value_t = 5000)]
     pub stats_interval_ms: u64,
-    /// An operation to run instead of the service.
-    #[command(subcommand)]
-    pub command: Option<crate::ops::cli::Command>,
 }
 
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -110,7 +103,6 @@ impl Config {
             api_token: None,
             stuck_after_minutes: 15,
             stats_interval_ms: 5000,
-            command: None,
         }
     }
 

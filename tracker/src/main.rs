@@ -1,7 +1,7 @@
 //! `saga-tracker-service`: the binary. Configuration by flags and environment; see `--help`.
 
 use clap::Parser;
-use saga_tracker_service::{Config, Service};
+use saga_tracker_service::{Config, Service, ops};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -10,10 +10,14 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let mut config = Config::parse();
-    if let Some(command) = config.command.take() {
-        return std::process::ExitCode::from(saga_tracker_service::ops::cli::run(command).await);
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| ops::cli::is_command(&a))
+    {
+        let cli = ops::cli::OpsCli::parse();
+        return std::process::ExitCode::from(ops::cli::run(cli.command).await);
     }
+    let config = Config::parse();
     match Service::start(config).await {
         Ok(service) => {
             service.run_until(shutdown_signal()).await;

@@ -1,6 +1,6 @@
 //! The operations subcommands of `saga-tracker-service` (flags, and printing each command's summary).
 
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use sqlx::PgPool;
 
 use super::OpsError;
@@ -11,7 +11,36 @@ use super::reconcile::{self, ReconcileOptions};
 use super::redrive::{self, RedriveOptions};
 use super::replay::{self, ReplayOptions};
 use super::restore::{self, RestoreOptions};
+use super::topics::{self, TopicsOptions};
 use crate::db::Store;
+
+/// The operations, as `saga-tracker-service <COMMAND>`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "saga-tracker-service", version)]
+pub struct OpsCli {
+    /// The operation.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The first arguments that select an operation instead of running the service.
+pub const COMMANDS: [&str; 6] = ["archive", "restore", "replay", "reconcile", "topics", "dlq"];
+
+/// Listed under the service's `--help`.
+pub const COMMANDS_HELP: &str =
+    "Operations (instead of running the service; each has --help; exit 0 done, \
+1 a problem found, 2 bad input):
+  archive      export days older than the retention to cold storage, verify, drop their partitions
+  restore      load archived days (or one saga) back, marked restored
+  replay       rewind the consumer group to a time (or re-ingest a time range)
+  dlq redrive  ingest what in the DLQ now decodes; send the rest back, counted per reason
+  topics ensure  create saga.tracker and the DLQ with the retention policy; report drift
+  reconcile    compare the services' outbox tables with the tracker for a day";
+
+/// True when `arg` names an operation.
+pub fn is_command(arg: &str) -> bool {
+    COMMANDS.contains(&arg)
+}
 
 /// An operations subcommand.
 #[derive(Debug, Clone, Subcommand)]
@@ -25,12 +54,51 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Compare the services' outbox tables with the tracker for one UTC day (R9); exit 1 on a discrepancy.
     Reconcile(ReconcileArgs),
+    /// Kafka topic operations.
+    Topics {
+        /// What to do with the topics.
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
     /// Dead-letter queue operations.
     Dlq {
         /// What to do with the DLQ.
         #[command(subcommand)]
         command: DlqCommand,
     },
+}
+
+/// `topics` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TopicsCommand {
+    /// Create saga.tracker and the DLQ (retention.ms 30 days, cleanup.policy=delete) through the admin API;
+    /// on existing topics report drift from that policy, and change them only with --apply.
+    Ensure(TopicsArgs),
+}
+
+/// Flags of `topics ensure`.
+#[derive(Debug, Clone, Args)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Partitions of saga.tracker.
+    #[arg(long, default_value_t = 12)]
+    partitions: i32,
+    /// Partitions of the DLQ.
+    #[arg(long, default_value_t = 1)]
+    dlq_partitions: i32,
+    /// Replication factor of new topics; -1 = the broker's default.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    replication_factor: i32,
+    /// retention.ms of both topics, in days.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    retention_days: u32,
+    /// Change existing topics to the policy (configs; partitions can only grow).
+    #[arg(long)]
+    apply: bool,
+    /// Seconds to wait for each admin request.
+    #[arg(long, default_value_t = 15)]
+    timeout_secs: u64,
 }
 
 /// `dlq` subcommands.
@@ -328,6 +396,44 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
                 ),
             }
             Ok(if report.ok { 0 } else { 1 })
+        }
+        Command::Topics {
+            command: TopicsCommand::Ensure(t),
+        } => {
+            let reports = topics::ensure(&TopicsOptions {
+                brokers: t.kafka.kafka_brokers,
+                kafka_properties: t.kafka.kafka_properties,
+                topic: (t.kafka.topic, t.partitions),
+                dlq_topic: (t.kafka.dlq_topic, t.dlq_partitions),
+                replication_factor: t.replication_factor,
+                retention_days: t.retention_days,
+                apply: t.apply,
+                timeout: std::time::Duration::from_secs(t.timeout_secs),
+            })
+            .await?;
+            let mut pending = 0;
+            for r in &reports {
+                if r.created {
+                    println!("{}: created", r.topic);
+                } else if r.drift.is_empty() {
+                    println!("{}: as the policy says", r.topic);
+                }
+                for d in &r.drift {
+                    pending += usize::from(!d.applied);
+                    println!(
+                        "{}: {} is {}, policy {}{}",
+                        r.topic,
+                        d.setting,
+                        d.actual,
+                        d.expected,
+                        if d.applied { " -> changed" } else { "" }
+                    );
+                }
+            }
+            if pending > 0 && !t.apply {
+                println!("{pending} differences left unchanged; run with --apply to change them");
+            }
+            Ok(0)
         }
         Command::Dlq {
             command: DlqCommand::Redrive(r),

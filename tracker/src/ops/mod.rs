@@ -23,6 +23,7 @@ pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod restore;
+pub mod topics;
 
 use crate::db::StoreError;
 
