@@ -2,18 +2,28 @@
 
 use clap::Parser;
 use saga_tracker_service::{Config, Service, ops};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let operation = std::env::args()
+        .nth(1)
+        .is_some_and(|a| ops::cli::is_command(&a));
+    // operations print their own summary: only warnings from the libraries
+    let default_filter = if operation { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_writer(if operation {
+            // stdout holds the operation's report
+            BoxMakeWriter::new(std::io::stderr)
+        } else {
+            BoxMakeWriter::new(std::io::stdout)
+        })
         .init();
-    if std::env::args()
-        .nth(1)
-        .is_some_and(|a| ops::cli::is_command(&a))
-    {
+    if operation {
         let cli = ops::cli::OpsCli::parse();
         return std::process::ExitCode::from(ops::cli::run(cli.command).await);
     }

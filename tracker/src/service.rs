@@ -60,6 +60,11 @@ impl Service {
             config.database_max_connections,
         )
         .await?;
+        // day partitions for the coming week (the archive CronJob keeps them ahead; a default partition
+        // catches anything outside, so a failure here loses nothing)
+        if let Err(e) = crate::ops::partitions::ensure_ahead(store.pool(), 7).await {
+            tracing::warn!(error = %e, "cannot create the day partitions ahead");
+        }
         let metrics = Arc::new(Metrics::default());
         let dlq = DlqProducer::new(
             &config.kafka_brokers,

@@ -139,7 +139,12 @@ async fn archive_restore_and_reconcile_from_the_command_line() {
     let o = run(&[&["archive", "--archive-url", &archive_url][..], &base[..]].concat());
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(out.contains("2024-11-24  2 rows -> saga_events/year=2024/month=11/2024-11-24.avro (2 events, verified), partition dropped"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "2024-11-24  2 rows -> {archive_url}/saga_events/year=2024/month=11/2024-11-24.avro (2 events, verified), partition dropped"
+        )),
+        "{out}"
+    );
     assert!(out.contains("archived 1 days, 2 events"), "{out}");
 
     let o = run(&[

@@ -130,7 +130,7 @@ pub async fn archive_day(
             reason,
         })?;
     let partition_ids: HashSet<String> = rows.iter().map(|e| e.event_id.clone()).collect();
-    let path = cold.day_path(day).to_string();
+    let path = format!("{}/{}", cold.url.trim_end_matches('/'), cold.day_path(day));
 
     let mut archive = cold.read_day(day).await?.unwrap_or_default();
     let before = archive.len();

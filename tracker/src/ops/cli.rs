@@ -293,10 +293,14 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
                 options.retention_days, s.partitions_created
             );
             for d in &s.archived {
-                println!(
-                    "  {}  {} rows -> {} ({} events, verified), partition dropped",
-                    d.day, d.partition_rows, d.path, d.archived_events
-                );
+                if d.archived_events == 0 {
+                    println!("  {}  empty, partition dropped (no file)", d.day);
+                } else {
+                    println!(
+                        "  {}  {} rows -> {} ({} events, verified), partition dropped",
+                        d.day, d.partition_rows, d.path, d.archived_events
+                    );
+                }
             }
             for d in &s.kept_restored {
                 println!("  {d}  kept online (restored recently)");
