@@ -318,6 +318,37 @@ async fn restore_of_one_saga_and_bad_input() {
     .expect_err("foreign file");
     assert!(matches!(err, OpsError::BadArchive { .. }), "{err}");
     assert_eq!(err.exit_code(), 2);
+    // a short archive (our schema, cut off): refused before anything is inserted
+    let good = std::fs::read(
+        s.dir
+            .path()
+            .join("saga_events/year=2024/month=11/2024-11-24.avro"),
+    )
+    .expect("archive");
+    std::fs::write(
+        s.dir
+            .path()
+            .join("saga_events/year=2024/month=11/2024-11-21.avro"),
+        &good[..good.len() - 40],
+    )
+    .expect("write");
+    let online = s.service.store().event_count().await.expect("count");
+    let err = restore::run(
+        &pool,
+        &cold,
+        &RestoreOptions {
+            from: old_day() - chrono::Days::new(3),
+            to: old_day() - chrono::Days::new(3),
+            saga_id: None,
+        },
+    )
+    .await
+    .expect_err("short file");
+    assert!(matches!(err, OpsError::BadArchive { .. }), "{err}");
+    assert_eq!(
+        s.service.store().event_count().await.expect("count"),
+        online
+    );
     assert!(ColdStore::open("ftp://x/y").is_err());
     s.service.shutdown().await;
 }

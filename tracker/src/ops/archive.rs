@@ -14,7 +14,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::cold::{self, ArchivedEvent, ColdStore};
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+use super::cold::{self, ArchivedEvent, ColdStore, ContainerWriter};
 use super::day::{bounds, partition_name};
 use super::{OpsError, partitions, progress};
 
@@ -116,32 +119,55 @@ pub async fn archive_day(
 ) -> Result<ArchivedDay, OpsError> {
     partitions::ensure(pool, day).await?;
     let name = partition_name(day);
-    let rows: Vec<Value> = sqlx::query_scalar(&format!(
-        "SELECT to_jsonb(e) FROM \"{name}\" e ORDER BY recorded_at, event_id"
-    ))
-    .fetch_all(pool)
-    .await?;
-    let rows: Vec<ArchivedEvent> = rows
-        .into_iter()
-        .map(ArchivedEvent::from_row_json)
-        .collect::<Result<_, _>>()
-        .map_err(|reason| OpsError::ExportNotVerified {
-            day: day.to_string(),
-            reason,
-        })?;
-    let partition_ids: HashSet<String> = rows.iter().map(|e| e.event_id.clone()).collect();
     let path = format!("{}/{}", cold.url.trim_end_matches('/'), cold.day_path(day));
+    let not_verified = |reason: String| OpsError::ExportNotVerified {
+        day: day.to_string(),
+        reason,
+    };
+    let partition_ids: HashSet<Uuid> =
+        sqlx::query_scalar(&format!("SELECT event_id FROM \"{name}\""))
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
 
-    let mut archive = cold.read_day(day).await?.unwrap_or_default();
-    let before = archive.len();
-    let known: HashSet<String> = archive.iter().map(|e| e.event_id.clone()).collect();
-    archive.extend(rows.into_iter().filter(|e| !known.contains(&e.event_id)));
-    if archive.len() != before || (before == 0 && !partition_ids.is_empty()) {
-        archive.sort_by(|a, b| (a.recorded_at, &a.event_id).cmp(&(b.recorded_at, &b.event_id)));
-        cold.write_day(day, &archive).await?;
+    // an archive of the day already there (late events, a restored day): its events are kept
+    let existing = cold.get_day(day).await?;
+    let existing_ids: Vec<Uuid> = match &existing {
+        Some(bytes) => cold::check_container(bytes).map_err(|reason| OpsError::BadArchive {
+            path: path.clone(),
+            reason,
+        })?,
+        None => Vec::new(),
+    };
+    let kept = existing_ids
+        .iter()
+        .filter(|id| !partition_ids.contains(id))
+        .count();
+    let expected = kept + partition_ids.len();
+    let covered = existing_ids.len() == expected;
+    if !partition_ids.is_empty() && !covered {
+        let mut file = ContainerWriter::new(day, expected).map_err(not_verified)?;
+        if let Some(bytes) = &existing {
+            for event in cold::records(bytes).map_err(not_verified)? {
+                let event = event.map_err(not_verified)?;
+                let id =
+                    Uuid::parse_str(&event.event_id).map_err(|e| not_verified(e.to_string()))?;
+                if !partition_ids.contains(&id) {
+                    file.append(&event).map_err(not_verified)?;
+                }
+            }
+        }
+        let select = format!("SELECT to_jsonb(e) FROM \"{name}\" e ORDER BY recorded_at, event_id");
+        let mut rows = sqlx::query_scalar::<_, Value>(&select).fetch(pool);
+        while let Some(row) = rows.try_next().await? {
+            let event = ArchivedEvent::from_row_json(row).map_err(not_verified)?;
+            file.append(&event).map_err(not_verified)?;
+        }
+        drop(rows);
+        cold.put_day(day, file.finish().map_err(not_verified)?)
+            .await?;
     }
-    let expected = archive.len();
-
     if expected > 0 {
         verify(cold, day, expected, &partition_ids).await?;
     }
@@ -159,29 +185,27 @@ async fn verify(
     cold: &ColdStore,
     day: NaiveDate,
     expected: usize,
-    partition_ids: &HashSet<String>,
+    partition_ids: &HashSet<Uuid>,
 ) -> Result<(), OpsError> {
     let not_verified = |reason: String| OpsError::ExportNotVerified {
         day: day.to_string(),
         reason,
     };
-    let back = match cold.read_day(day).await {
-        Ok(Some(back)) => back,
-        Ok(None) => return Err(not_verified("the file is not there after writing".into())),
-        Err(OpsError::BadArchive { reason, .. }) => return Err(not_verified(reason)),
-        Err(e) => return Err(e),
+    let Some(bytes) = cold.get_day(day).await? else {
+        return Err(not_verified("the file is not there after writing".into()));
     };
-    if back.len() != expected {
+    let ids = cold::check_container(&bytes).map_err(not_verified)?;
+    if ids.len() != expected {
         return Err(not_verified(format!(
             "{} events read back, {expected} written",
-            back.len()
+            ids.len()
         )));
     }
-    let ids = cold::ids(&back);
-    if ids.len() != back.len() {
+    let ids: HashSet<Uuid> = ids.into_iter().collect();
+    if ids.len() != expected {
         return Err(not_verified("duplicate event ids in the file".into()));
     }
-    if let Some(missing) = partition_ids.iter().find(|id| !ids.contains(id.as_str())) {
+    if let Some(missing) = partition_ids.iter().find(|id| !ids.contains(id)) {
         return Err(not_verified(format!("event {missing} is not in the file")));
     }
     Ok(())

@@ -9,7 +9,6 @@
 //! S3 credentials and endpoint come from the usual `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT` for S3-compatible stores, `AWS_ALLOW_HTTP`).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use apache_avro::{Codec, DeflateSettings, Reader, Schema, Writer};
@@ -216,7 +215,7 @@ impl ArchivedEvent {
 }
 
 /// The parsed [`ARCHIVE_SCHEMA`].
-pub fn schema() -> Schema {
+fn schema() -> Schema {
     // A constant that parses (checked by a test).
     Schema::parse_str(ARCHIVE_SCHEMA).unwrap_or(Schema::Null)
 }
@@ -291,96 +290,141 @@ impl ColdStore {
         path
     }
 
-    /// The archive of `day`, `None` when there is none.
-    pub async fn read_day(&self, day: NaiveDate) -> Result<Option<Vec<ArchivedEvent>>, OpsError> {
-        let path = self.day_path(day);
-        match self.store.get(&path).await {
-            Ok(got) => {
-                let bytes = got.bytes().await?;
-                read_container(&bytes)
-                    .map(Some)
-                    .map_err(|reason| OpsError::BadArchive {
-                        path: path.to_string(),
-                        reason,
-                    })
-            }
+    /// The archive file of `day` as stored, `None` when there is none.
+    pub async fn get_day(&self, day: NaiveDate) -> Result<Option<Vec<u8>>, OpsError> {
+        match self.store.get(&self.day_path(day)).await {
+            Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Writes the archive of `day` (replacing any).
-    pub async fn write_day(
-        &self,
-        day: NaiveDate,
-        events: &[ArchivedEvent],
-    ) -> Result<(), OpsError> {
-        let bytes = write_container(day, events).map_err(|reason| OpsError::ExportNotVerified {
-            day: day.to_string(),
-            reason,
-        })?;
+    /// The archive of `day`, `None` when there is none (the whole day in memory: for tests and small days).
+    pub async fn read_day(&self, day: NaiveDate) -> Result<Option<Vec<ArchivedEvent>>, OpsError> {
+        let Some(bytes) = self.get_day(day).await? else {
+            return Ok(None);
+        };
+        read_container(&bytes)
+            .map(Some)
+            .map_err(|reason| OpsError::BadArchive {
+                path: self.day_path(day).to_string(),
+                reason,
+            })
+    }
+
+    /// Stores a file built by [`ContainerWriter`] as the archive of `day` (replacing any).
+    pub async fn put_day(&self, day: NaiveDate, bytes: Vec<u8>) -> Result<(), OpsError> {
         self.store.put(&self.day_path(day), bytes.into()).await?;
         Ok(())
     }
 }
 
-/// An Avro object container file holding `events`.
-pub fn write_container(day: NaiveDate, events: &[ArchivedEvent]) -> Result<Vec<u8>, String> {
-    let schema = schema();
-    let mut writer = Writer::with_codec(
-        &schema,
-        Vec::new(),
-        Codec::Deflate(DeflateSettings::default()),
-    );
-    writer
-        .add_user_metadata("saga.tracker.archive.day".into(), day.to_string())
-        .map_err(|e| e.to_string())?;
-    writer
-        .add_user_metadata(
-            "saga.tracker.archive.events".into(),
-            events.len().to_string(),
-        )
-        .map_err(|e| e.to_string())?;
-    for e in events {
-        writer.append_ser(e).map_err(|e| e.to_string())?;
-    }
-    writer.into_inner().map_err(|e| e.to_string())
+/// Builds an archive file record by record (the file, compressed, is held in memory: about 50 bytes per
+/// event).
+pub struct ContainerWriter {
+    writer: Writer<'static, Vec<u8>>,
+    written: usize,
+    declared: usize,
 }
 
-/// Reads a container written by [`write_container`]: its schema must be [`ARCHIVE_SCHEMA`], every record must
-/// read, and the record count must match the count in its header.
-pub fn read_container(bytes: &[u8]) -> Result<Vec<ArchivedEvent>, String> {
+static SCHEMA: std::sync::LazyLock<Schema> = std::sync::LazyLock::new(schema);
+
+impl ContainerWriter {
+    /// A file for `day` that will hold exactly `events` records (the count goes in its header).
+    pub fn new(day: NaiveDate, events: usize) -> Result<ContainerWriter, String> {
+        let mut writer = Writer::with_codec(
+            &SCHEMA,
+            Vec::new(),
+            Codec::Deflate(DeflateSettings::default()),
+        );
+        writer
+            .add_user_metadata("saga.tracker.archive.day".into(), day.to_string())
+            .map_err(|e| e.to_string())?;
+        writer
+            .add_user_metadata("saga.tracker.archive.events".into(), events.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(ContainerWriter {
+            writer,
+            written: 0,
+            declared: events,
+        })
+    }
+
+    /// Appends one record.
+    pub fn append(&mut self, event: &ArchivedEvent) -> Result<(), String> {
+        self.writer.append_ser(event).map_err(|e| e.to_string())?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// The file's bytes; an error when the records written are not the count declared.
+    pub fn finish(self) -> Result<Vec<u8>, String> {
+        if self.written != self.declared {
+            return Err(format!(
+                "{} records written, {} declared (rows changed during the export)",
+                self.written, self.declared
+            ));
+        }
+        self.writer.into_inner().map_err(|e| e.to_string())
+    }
+}
+
+/// An Avro object container file holding `events`.
+pub fn write_container(day: NaiveDate, events: &[ArchivedEvent]) -> Result<Vec<u8>, String> {
+    let mut w = ContainerWriter::new(day, events.len())?;
+    for e in events {
+        w.append(e)?;
+    }
+    w.finish()
+}
+
+/// The records of a container written by [`write_container`], one by one, after checking its schema is
+/// [`ARCHIVE_SCHEMA`]. Use [`check_container`] first to know every record reads and the count matches.
+pub fn records(
+    bytes: &[u8],
+) -> Result<impl Iterator<Item = Result<ArchivedEvent, String>> + '_, String> {
     let reader = Reader::new(bytes).map_err(|e| format!("not an Avro container file: {e}"))?;
-    let expected = schema().canonical_form();
+    let expected = SCHEMA.canonical_form();
     let found = reader.writer_schema().canonical_form();
     if found != expected {
         return Err(format!(
             "schema is not the tracker's archive schema (found {found})"
         ));
     }
-    let declared: Option<usize> = reader
+    Ok(reader.enumerate().map(|(i, value)| {
+        let value = value.map_err(|e| format!("record {i}: {e}"))?;
+        let event: ArchivedEvent =
+            apache_avro::from_value(&value).map_err(|e| format!("record {i}: {e}"))?;
+        Uuid::parse_str(&event.event_id)
+            .map_err(|e| format!("record {i}: event_id `{}`: {e}", event.event_id))?;
+        Ok(event)
+    }))
+}
+
+/// Reads every record of a container: its schema must be [`ARCHIVE_SCHEMA`], every record must read, and the
+/// record count must match the count in its header. Returns the event ids, in file order.
+pub fn check_container(bytes: &[u8]) -> Result<Vec<Uuid>, String> {
+    let declared: Option<usize> = Reader::new(bytes)
+        .map_err(|e| format!("not an Avro container file: {e}"))?
         .user_metadata()
         .get("saga.tracker.archive.events")
         .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
-    let mut out = Vec::new();
-    for value in reader {
-        let value = value.map_err(|e| format!("record {}: {e}", out.len()))?;
-        let event: ArchivedEvent =
-            apache_avro::from_value(&value).map_err(|e| format!("record {}: {e}", out.len()))?;
-        Uuid::parse_str(&event.event_id)
-            .map_err(|e| format!("record {}: event_id `{}`: {e}", out.len(), event.event_id))?;
-        out.push(event);
+    let mut ids = Vec::new();
+    for event in records(bytes)? {
+        let event = event?;
+        ids.push(Uuid::parse_str(&event.event_id).map_err(|e| e.to_string())?);
     }
     match declared {
-        Some(n) if n == out.len() => Ok(out),
-        Some(n) => Err(format!("header says {n} events, {} read", out.len())),
+        Some(n) if n == ids.len() => Ok(ids),
+        Some(n) => Err(format!("header says {n} events, {} read", ids.len())),
         None => Err("header has no event count (saga.tracker.archive.events)".into()),
     }
 }
 
-/// The event ids of `events`.
-pub fn ids(events: &[ArchivedEvent]) -> HashSet<&str> {
-    events.iter().map(|e| e.event_id.as_str()).collect()
+/// Reads a whole container (see [`check_container`]).
+pub fn read_container(bytes: &[u8]) -> Result<Vec<ArchivedEvent>, String> {
+    check_container(bytes)?;
+    records(bytes)?.collect()
 }
 
 #[cfg(test)]
@@ -402,7 +446,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip_through_a_container() {
-        assert!(!matches!(schema(), Schema::Null));
+        assert!(!matches!(*SCHEMA, Schema::Null));
         let e = sample();
         assert_eq!(e.recorded_at, 1_732_406_400_000_001);
         assert_eq!(e.extra, r#"{"schema_version":2}"#);

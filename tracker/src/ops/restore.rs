@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::cold::ColdStore;
+use super::cold::{self, ColdStore};
 use super::day::days;
 use super::{OpsError, partitions, progress};
 
@@ -61,49 +61,64 @@ pub async fn run(
     let bar = progress::bar(u64::try_from(span).unwrap_or(0), "restore");
     for day in days(options.from, options.to) {
         bar.set_message(day.to_string());
-        let Some(events) = cold.read_day(day).await? else {
+        let Some(bytes) = cold.get_day(day).await? else {
             summary.days_missing.push(day);
             bar.inc(1);
             continue;
         };
         summary.days_found.push(day);
-        let rows: Vec<Value> = events
-            .iter()
-            .filter(|e| options.saga_id.as_ref().is_none_or(|id| *id == e.saga_id))
-            .map(|e| e.to_row_json())
-            .collect::<Result<_, _>>()
-            .map_err(|reason| OpsError::BadArchive {
-                path: cold.day_path(day).to_string(),
-                reason,
-            })?;
-        summary.events_read += rows.len() as u64;
-        if !rows.is_empty() {
-            partitions::ensure(pool, day).await?;
+        let bad = |reason: String| OpsError::BadArchive {
+            path: cold.day_path(day).to_string(),
+            reason,
+        };
+        // the whole file reads before anything is inserted
+        cold::check_container(&bytes).map_err(bad)?;
+        let mut day_rows = 0u64;
+        let mut chunk: Vec<Value> = Vec::with_capacity(CHUNK);
+        let mut records = cold::records(&bytes).map_err(bad)?.peekable();
+        let mut partition_ready = false;
+        while let Some(event) = records.next() {
+            let event = event.map_err(bad)?;
+            if options
+                .saga_id
+                .as_ref()
+                .is_none_or(|id| *id == event.saga_id)
+            {
+                chunk.push(event.to_row_json().map_err(bad)?);
+            }
+            if chunk.len() == CHUNK || (records.peek().is_none() && !chunk.is_empty()) {
+                if !partition_ready {
+                    partitions::ensure(pool, day).await?;
+                    partition_ready = true;
+                }
+                let inserted: Vec<String> = sqlx::query_scalar(
+                    "INSERT INTO saga_events
+                     SELECT (jsonb_populate_record(NULL::saga_events, r)).* FROM unnest($1::jsonb[]) AS r
+                     ON CONFLICT DO NOTHING RETURNING saga_id",
+                )
+                .bind(&chunk)
+                .fetch_all(pool)
+                .await?;
+                summary.events_inserted += inserted.len() as u64;
+                day_rows += chunk.len() as u64;
+                sagas.extend(
+                    chunk.iter().filter_map(|r| {
+                        r.get("saga_id").and_then(Value::as_str).map(str::to_owned)
+                    }),
+                );
+                sagas.sort();
+                sagas.dedup();
+                chunk.clear();
+            }
         }
-        for chunk in rows.chunks(CHUNK) {
-            let mut tx = pool.begin().await?;
-            let inserted: Vec<String> = sqlx::query_scalar(
-                "INSERT INTO saga_events
-                 SELECT (jsonb_populate_record(NULL::saga_events, r)).* FROM unnest($1::jsonb[]) AS r
-                 ON CONFLICT DO NOTHING RETURNING saga_id",
-            )
-            .bind(chunk)
-            .fetch_all(&mut *tx)
-            .await?;
-            summary.events_inserted += inserted.len() as u64;
-            tx.commit().await?;
-        }
-        sagas.extend(
-            rows.iter()
-                .filter_map(|r| r.get("saga_id").and_then(Value::as_str).map(str::to_owned)),
-        );
-        if !rows.is_empty() && options.saga_id.is_none() {
+        summary.events_read += day_rows;
+        if day_rows > 0 && options.saga_id.is_none() {
             sqlx::query(
                 "INSERT INTO restored_days (day, events) VALUES ($1, $2)
                  ON CONFLICT (day) DO UPDATE SET restored_at = now(), events = EXCLUDED.events",
             )
             .bind(day)
-            .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+            .bind(i64::try_from(day_rows).unwrap_or(i64::MAX))
             .execute(pool)
             .await?;
         }
