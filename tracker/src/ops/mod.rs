@@ -92,11 +92,8 @@ impl OpsError {
             | OpsError::Store(_)
             | OpsError::Connect { .. }
             | OpsError::Kafka(_)
-            | OpsError::BadArchive { .. } => 2,
-            OpsError::ColdStore(e) => match e {
-                object_store::Error::NotFound { .. } => 2,
-                _ => 1,
-            },
+            | OpsError::BadArchive { .. }
+            | OpsError::ColdStore(_) => 2,
             OpsError::ExportNotVerified { .. }
             | OpsError::GroupActive { .. }
             | OpsError::Database(_)
