@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use saga_tracker::SagaEvent;
+use saga_tracker_core::SagaEvent;
 
 use crate::db::SagaState;
 use crate::ingest::stall::StallWatch;
@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_escapes() {
         let m = Metrics::default();
-        let mut e = saga_tracker::testing::sample_event();
+        let mut e = saga_tracker_core::testing::sample_event();
         e.step = "we\"ird\\step\n".into();
         e.duration_micros = Some(20_000);
         m.event_stored(&e);

@@ -14,7 +14,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use saga_tracker::codec::DecodeError;
+use saga_tracker_core::codec::DecodeError;
 
 use super::validate::InvalidEvent;
 

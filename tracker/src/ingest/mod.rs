@@ -52,14 +52,16 @@ pub fn classify(
     let mut good = Vec::with_capacity(messages.len());
     let mut bad = Vec::new();
     for (i, m) in messages.iter().enumerate() {
-        let decoded =
-            saga_tracker::codec::decode_any(m.payload().unwrap_or_default(), confluent_schema_id)
+        let decoded = saga_tracker_core::codec::decode_any(
+            m.payload().unwrap_or_default(),
+            confluent_schema_id,
+        )
+        .map_err(Rejection::from)
+        .and_then(|event| {
+            validate::validate(&event)
+                .map(|()| event)
                 .map_err(Rejection::from)
-                .and_then(|event| {
-                    validate::validate(&event)
-                        .map(|()| event)
-                        .map_err(Rejection::from)
-                });
+        });
         match decoded {
             Ok(event) => good.push(IncomingEvent {
                 event,

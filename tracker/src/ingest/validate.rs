@@ -2,7 +2,7 @@
 //! an event without a saga id or type could never be queried. Such events go to the DLQ instead of blocking the
 //! batch forever.
 
-use saga_tracker::SagaEvent;
+use saga_tracker_core::SagaEvent;
 
 /// 0001-01-01T00:00:00Z in microseconds since the epoch.
 const MIN_MICROS: i64 = -62_135_596_800_000_000;
@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn rejects_what_postgres_cannot_store() {
-        let ok = saga_tracker::testing::sample_event();
+        let ok = saga_tracker_core::testing::sample_event();
         assert_eq!(validate(&ok), Ok(()));
         let mut e = ok.clone();
         e.saga_id.clear();
