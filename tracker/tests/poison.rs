@@ -7,12 +7,12 @@ mod common;
 use common::proxy::{Proxy, upstream_of};
 use common::{Api, SagaBuilder, TestDb, TestKafka, header, wait_for_events};
 use rdkafka::message::Message;
-use saga_tracker::StepStatus::*;
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::ingest::dlq::headers;
 use saga_tracker_service::{Service, Store};
 
 /// `n` one-event sagas on the same key (one partition), `saga-{i}`.
-fn events_on_one_key(prefix: &str, n: usize) -> Vec<saga_tracker::SagaEvent> {
+fn events_on_one_key(prefix: &str, n: usize) -> Vec<saga_tracker_core::SagaEvent> {
     (0..n)
         .flat_map(|i| {
             let mut events = SagaBuilder::new(&format!("{prefix}-{i}"), "OrderSaga", i as i64)
@@ -24,9 +24,11 @@ fn events_on_one_key(prefix: &str, n: usize) -> Vec<saga_tracker::SagaEvent> {
         .collect()
 }
 
-async fn send_on_key(kafka: &TestKafka, key: &str, events: &[saga_tracker::SagaEvent]) {
+async fn send_on_key(kafka: &TestKafka, key: &str, events: &[saga_tracker_core::SagaEvent]) {
     for e in events {
-        kafka.send_raw(key, &saga_tracker::codec::encode(e)).await;
+        kafka
+            .send_raw(key, &saga_tracker_core::codec::encode(e))
+            .await;
     }
 }
 
@@ -90,7 +92,7 @@ async fn a_data_error_dead_letters_only_the_offending_event() {
     );
     assert_eq!(
         m.payload(),
-        Some(saga_tracker::codec::encode(&poison).as_slice())
+        Some(saga_tracker_core::codec::encode(&poison).as_slice())
     );
     let stored_poison: i64 =
         sqlx::query_scalar("SELECT count(*) FROM saga_events WHERE event_id = $1")
@@ -231,5 +233,117 @@ async fn database_outage_fails_readiness_not_liveness_and_loses_nothing() {
     })
     .await;
     assert_eq!(api.ok("/readyz").await["status"], "ok");
+    service.shutdown().await;
+}
+
+/// An event with every string at its bound (multi-byte characters, so bytes are what counts).
+fn event_at_bounds(saga_id: &str, metadata_entries: usize) -> saga_tracker_core::SagaEvent {
+    use saga_tracker_core::bounds::*;
+    let fill = |prefix: &str, max: usize| {
+        let mut s = prefix.to_owned();
+        while s.len() + 'é'.len_utf8() <= max {
+            s.push('é');
+        }
+        while s.len() < max {
+            s.push('x');
+        }
+        assert_eq!(s.len(), max);
+        s
+    };
+    let mut e = SagaBuilder::new(saga_id, "OrderSaga", 0)
+        .ev("order-service", "reserve_stock", Failed, 1)
+        .events
+        .remove(0);
+    e.saga_id = fill(saga_id, SAGA_ID);
+    e.saga_type = fill("Saga", SAGA_TYPE);
+    e.step = fill("step", STEP);
+    e.service = fill("svc", SERVICE);
+    e.order_id = Some(fill("order", ORDER_ID));
+    e.idempotency_key = fill("key", IDEMPOTENCY_KEY);
+    e.error = Some(saga_tracker_core::StepError::new(
+        fill("Kind", ERROR_KIND),
+        fill("message", ERROR_MESSAGE),
+    ));
+    e.metadata.clear();
+    let per_entry = METADATA_TOTAL / metadata_entries;
+    let key_len = per_entry.min(METADATA_KEY);
+    for i in 0..metadata_entries {
+        let key = fill(&format!("{i:03}"), key_len);
+        let value = fill("v", (per_entry - key_len).min(METADATA_VALUE));
+        e.metadata.insert(key, value);
+    }
+    assert_eq!(saga_tracker_core::bounds::check(&e), Ok(()));
+    e
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_event_between_valid_ones_is_dead_lettered_as_too_large() {
+    let db = TestDb::new();
+    let kafka = TestKafka::new().await;
+    let before = events_on_one_key("valid-before", 5);
+    let after = events_on_one_key("valid-after", 5);
+    // the two shapes of the original report: a 3 KB saga id (over the btree index row limit) and a 10 KB step
+    let mut huge_id = events_on_one_key("huge-id", 1).remove(0);
+    huge_id.saga_id = "i".repeat(3 * 1024);
+    let mut huge_step = events_on_one_key("huge-step", 1).remove(0);
+    huge_step.step = "s".repeat(10 * 1024);
+    let at_bounds = [
+        event_at_bounds("bounds-a", 8),
+        event_at_bounds("bounds-b", saga_tracker_core::bounds::METADATA_ENTRIES),
+    ];
+    send_on_key(&kafka, "one-key", &before).await;
+    send_on_key(&kafka, "one-key", &[huge_id.clone()]).await;
+    send_on_key(&kafka, "one-key", &at_bounds).await;
+    send_on_key(&kafka, "one-key", &[huge_step.clone()]).await;
+    send_on_key(&kafka, "one-key", &after).await;
+
+    let mut config = kafka.config(&db, "too-large-test");
+    config.batch_linger_ms = 500; // one batch
+    let service = Service::start(config).await.expect("service starts");
+    wait_for_events(&service, 12).await;
+    let dead = kafka.read_dlq(2);
+    assert_eq!(dead.len(), 2);
+    for (m, (event, field)) in dead
+        .iter()
+        .zip([(&huge_id, "sagaId"), (&huge_step, "step")])
+    {
+        assert_eq!(header(m, headers::REASON).as_deref(), Some("too_large"));
+        let error = header(m, headers::ERROR).expect("dlq.error");
+        assert!(error.contains(&format!("`{field}`")), "{error}");
+        assert_eq!(
+            m.payload(),
+            Some(saga_tracker_core::codec::encode(event).as_slice())
+        );
+    }
+    // never reached the database, so never paused: the valid events around the bad ones were stored by one
+    // transaction (ingested_at is the transaction's start)
+    assert_eq!(service.metrics().errors_total("database"), 0);
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT ingested_at) FROM saga_events")
+            .fetch_one(service.store().pool())
+            .await
+            .expect("count");
+    assert_eq!(transactions, 1);
+    // every event that passes the bounds is stored, with its saga row, byte for byte
+    for e in &at_bounds {
+        let (step, message, metadata): (String, String, serde_json::Value) = sqlx::query_as(
+            "SELECT step, error_message, metadata FROM saga_events WHERE event_id = $1",
+        )
+        .bind(e.event_id)
+        .fetch_one(service.store().pool())
+        .await
+        .expect("stored");
+        assert_eq!(step, e.step);
+        assert_eq!(Some(message), e.error.as_ref().map(|x| x.message.clone()));
+        assert_eq!(metadata, serde_json::to_value(&e.metadata).expect("json"));
+        let saga = service.store().saga(&e.saga_id).await.expect("query");
+        assert_eq!(saga.expect("saga row").status.as_str(), "FAILED");
+    }
+    let api = Api::new(&service, None);
+    let (_, metrics) = api.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"saga_tracker_dlq_messages_total{reason="too_large"} 2"#),
+        "{metrics}"
+    );
     service.shutdown().await;
 }

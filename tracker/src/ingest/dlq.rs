@@ -54,6 +54,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::Database(_) => "db_rejected",
+            Rejection::Invalid(InvalidEvent::TooLarge(_)) => "too_large",
             Rejection::Invalid(_) => "invalid_event",
             Rejection::Decode(e) => match e {
                 DecodeError::Empty => "empty",
