@@ -65,7 +65,7 @@ impl Service {
         if let Err(e) = crate::ops::partitions::ensure_ahead(store.pool(), 7).await {
             tracing::warn!(error = %e, "cannot create the day partitions ahead");
         }
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_stall_after(config.stall_after()));
         let dlq = DlqProducer::new(
             &config.kafka_brokers,
             &config.dlq_topic,
