@@ -202,6 +202,33 @@ async fn reconcile_finds_what_is_missing_on_either_side() {
     let json = serde_json::to_value(&r).expect("json");
     assert_eq!(json["missing_in_tracker_total"], 2);
 
+    // the binary: JSON for machines, exit 1 on the discrepancy
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_saga-tracker-service"))
+        .args([
+            "reconcile",
+            "--day",
+            "2024-11-24",
+            "--format",
+            "json",
+            "--outbox-database-url",
+            &url,
+            "--database-url",
+            &tracker.url,
+            "--database-schema",
+            &tracker.schema,
+        ])
+        .output()
+        .expect("binary runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(json["missing_in_tracker_total"], 2);
+    assert_eq!(json["ok"], false);
+
     // the gauge the service reports
     let last = reconcile::last_run(store.pool())
         .await
