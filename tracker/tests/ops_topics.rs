@@ -87,7 +87,7 @@ async fn existing_topics_get_a_drift_report_and_are_not_changed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn new_topics_are_created_with_the_policy_on_a_real_broker() {
+async fn missing_topics_are_created_with_the_policy_or_fail_clearly() {
     let kafka = TestKafka::new().await;
     let mut o = options(&kafka, 4);
     o.topic.0 = format!("{}.new", kafka.topic);
