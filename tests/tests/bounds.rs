@@ -81,7 +81,11 @@ fn an_over_long_saga_id_is_refused_at_record_time_and_counted() {
     let events = rec.events();
     assert_eq!(events.len(), 1, "only the event at the bound is recorded");
     let stats = rec.tracker.stats();
-    assert_eq!(stats.rejected, 4 + 2, "4 transitions, STARTED and FAILED of the step");
+    assert_eq!(
+        stats.rejected,
+        4 + 2,
+        "4 transitions, STARTED and FAILED of the step"
+    );
     assert_eq!(stats.recorded, 1);
 }
 
