@@ -109,3 +109,59 @@ async fn sigkill_mid_batch_then_restart_stores_every_event_exactly_once() {
         .expect("count");
     assert_eq!(sagas, SAGAS, "derived rows complete after the crash");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_outage_while_ingesting_loses_nothing_and_duplicates_nothing() {
+    let db = TestDb::new();
+    let kafka = TestKafka::new().await;
+    if !kafka.is_mock() {
+        return; // needs the mock cluster's broker down/up
+    }
+    let events: Vec<_> = (0..40)
+        .flat_map(|i| {
+            SagaBuilder::new(&format!("outage-{i}"), "OrderSaga", i)
+                .ev("order-service", "reserve_stock", Started, 1)
+                .events
+        })
+        .collect();
+    let service = saga_tracker_service::Service::start(kafka.config(&db, "broker-outage"))
+        .await
+        .expect("service starts");
+    kafka.send(&events[..20]).await;
+    common::wait_for_events(&service, 20).await;
+
+    kafka.set_broker_up(false);
+    // produced during the outage: the producer holds them until the broker is back
+    let producer = kafka.producer.clone();
+    let topic = kafka.topic.clone();
+    let later: Vec<(String, Vec<u8>)> = events[20..]
+        .iter()
+        .map(|e| (e.saga_id.clone(), saga_tracker_core::codec::encode(e)))
+        .collect();
+    let sending = tokio::spawn(async move {
+        for (key, payload) in later {
+            producer
+                .send(
+                    rdkafka::producer::FutureRecord::to(&topic)
+                        .key(&key)
+                        .payload(&payload),
+                    std::time::Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("delivered after the outage");
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(service.store().event_count().await.expect("count"), 20);
+    kafka.set_broker_up(true);
+    sending.await.expect("sender");
+    common::wait_for_events(&service, 40).await;
+    assert_eq!(service.metrics().dlq_total(), 0);
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT event_id) FROM saga_events")
+        .fetch_one(service.store().pool())
+        .await
+        .expect("count");
+    assert_eq!(distinct, 40);
+    service.shutdown().await;
+}
