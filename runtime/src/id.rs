@@ -56,6 +56,15 @@ impl Id {
         matches!(self.0, Repr::Inline { .. })
     }
 
+    /// The id's length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Shared(text) => text.len(),
+        }
+    }
+
     /// Whether the id is empty.
     pub fn is_empty(&self) -> bool {
         match &self.0 {

@@ -19,6 +19,12 @@ pub struct TrackerStats {
     pub replayed: u64,
     /// Events that failed and could not be spooled either (no spool, or the spool write failed). Should stay 0.
     pub lost: u64,
+    /// Transitions refused at record time because an id or name is over its bound
+    /// ([`bounds`](crate::bounds)): `RecordError::TooLarge`. Not recorded, not counted in `recorded`.
+    pub rejected: u64,
+    /// Events recorded with free text cut to its bound (error kind or message, metadata values; metadata entries
+    /// dropped), marked `…[truncated]`.
+    pub truncated: u64,
 }
 
 /// Keeps its value on its own cache lines (128 bytes covers adjacent-line prefetching), so a counter that callers
@@ -44,6 +50,8 @@ pub(crate) struct Counters {
     pub spooled: AtomicU64,
     pub replayed: AtomicU64,
     pub lost: AtomicU64,
+    pub rejected: AtomicU64,
+    pub truncated: AtomicU64,
 }
 
 impl Counters {
@@ -59,6 +67,8 @@ impl Counters {
             spooled: self.spooled.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
         }
     }
 }

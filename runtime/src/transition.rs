@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bounds::{self, Field, TooLarge};
 use crate::event::{StepError, StepStatus};
 
 /// One step transition to record. The tracker fills in `eventId`, `idempotencyKey`, `recordedAt`, `service`
@@ -93,6 +94,19 @@ impl Transition {
     }
 }
 
+impl Transition {
+    /// Checks the ids and names against their bounds (free text is cut later, by the worker).
+    pub(crate) fn check_bounds(&self) -> Result<(), TooLarge> {
+        bounds::check_len(Field::SagaId, self.saga_id.len())?;
+        bounds::check_len(Field::SagaType, self.saga_type.len())?;
+        bounds::check_len(Field::Step, self.step.len())?;
+        match &self.order_id {
+            Some(order) => bounds::check_len(Field::OrderId, order.len()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A transition the caller cannot record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -107,6 +121,9 @@ pub enum RecordError {
     /// The saga type or step name is empty.
     #[error("cannot record a transition with an empty saga type or step name")]
     EmptyName,
+    /// An id or name is over its bound ([`bounds`](crate::bounds)); the transition is not recorded.
+    #[error("cannot record the transition: {0}")]
+    TooLarge(#[from] TooLarge),
     /// No tracker is installed (see [`init`](crate::init)) and none is in scope.
     #[error("no saga tracker installed: call saga_tracker::init(tracker) at start-up")]
     NoTracker,

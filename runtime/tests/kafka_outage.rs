@@ -121,7 +121,9 @@ fn brokers_down_mid_stream_then_replay_delivers_every_event_exactly_once() {
                 failed: 80,
                 spooled: 80,
                 replayed: 80,
-                lost: 0
+                lost: 0,
+                rejected: 0,
+                truncated: 0,
             },
         );
         assert_eq!(

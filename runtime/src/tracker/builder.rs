@@ -30,6 +30,9 @@ pub enum BuildError {
     /// The spool directory is not usable.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The service name is over its bound ([`bounds::SERVICE`](crate::bounds::SERVICE)).
+    #[error("the service name is too long: {0}")]
+    ServiceTooLong(crate::bounds::TooLarge),
     /// The worker thread could not be started.
     #[error("could not start the saga-tracker worker thread: {0}")]
     Worker(std::io::Error),
@@ -148,6 +151,8 @@ impl TrackerBuilder {
         if service.is_empty() {
             return Err(BuildError::EmptyService);
         }
+        crate::bounds::check_len(crate::bounds::Field::Service, service.len())
+            .map_err(BuildError::ServiceTooLong)?;
         let sink = self.sink.ok_or(BuildError::NoSink)?;
         if self.queue_capacity == 0 {
             return Err(BuildError::ZeroQueueCapacity);

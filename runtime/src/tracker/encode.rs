@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use super::command::{Command, Pending, StepRecord};
+use crate::bounds;
 use crate::codec::Framing;
 use crate::codec::write::{EventFields, IdempotencyKey, write_fields};
 use crate::event::{StepError, StepStatus, system_time_to_micros};
@@ -14,6 +15,7 @@ use crate::otel::{SPAN_ID_KEY, TRACE_ID_KEY, TraceIds};
 use crate::sink::Envelope;
 
 /// The fields of one event, borrowed from a [`StepRecord`] or a [`Pending`] transition.
+#[derive(Clone, Copy)]
 pub(crate) struct Parts<'a> {
     pub saga_type: &'a str,
     pub step: &'a str,
@@ -76,21 +78,112 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// Metadata entries and bytes kept free for what the worker adds: `traceId`, `spanId` and [`DROPPED_KEY`].
+const RESERVED_ENTRIES: usize = 3;
+const RESERVED_BYTES: usize = 128;
+/// The metadata entry that says how many entries were dropped to fit the bounds.
+pub(crate) const DROPPED_KEY: &str = "sagaTracker.droppedEntries";
+
+/// Free text of an event cut to its bounds ([`bounds`]): what replaces the original when some of it is over.
+#[derive(Debug, Default)]
+pub(crate) struct Bounded {
+    error: Option<StepError>,
+    metadata: Option<Vec<(Cow<'static, str>, String)>>,
+}
+
+impl Bounded {
+    /// Cut copies of the error and the metadata of `parts`, if some of them is over its bound; length checks
+    /// only when nothing is.
+    pub(crate) fn of(parts: &Parts<'_>) -> Option<Bounded> {
+        let error_over = parts.error.is_some_and(|e| {
+            e.kind.len() > bounds::ERROR_KIND || e.message.len() > bounds::ERROR_MESSAGE
+        });
+        let metadata_over = parts.metadata.len() > bounds::METADATA_ENTRIES - RESERVED_ENTRIES || {
+            let mut total = 0;
+            parts.metadata.iter().any(|(k, v)| {
+                total += k.len() + v.len();
+                k.len() > bounds::METADATA_KEY || v.len() > bounds::METADATA_VALUE
+            }) || total > bounds::METADATA_TOTAL - RESERVED_BYTES
+        };
+        if !error_over && !metadata_over {
+            return None;
+        }
+        let mut out = Bounded::default();
+        if error_over && let Some(e) = parts.error {
+            out.error = Some(StepError::new(
+                bounds::truncate(&e.kind, bounds::ERROR_KIND),
+                bounds::truncate(&e.message, bounds::ERROR_MESSAGE),
+            ));
+        }
+        if metadata_over {
+            // one value per key, the last wins (as when writing), in key order
+            let unique: BTreeMap<&str, &str> = parts
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.as_str()))
+                .collect();
+            let mut kept = Vec::with_capacity(unique.len().min(bounds::METADATA_ENTRIES));
+            let mut total = 0;
+            let mut dropped = 0usize;
+            for (k, v) in unique {
+                let v = bounds::truncate(v, bounds::METADATA_VALUE);
+                if k.len() > bounds::METADATA_KEY
+                    || kept.len() == bounds::METADATA_ENTRIES - RESERVED_ENTRIES
+                    || total + k.len() + v.len() > bounds::METADATA_TOTAL - RESERVED_BYTES
+                {
+                    dropped += 1;
+                    continue;
+                }
+                total += k.len() + v.len();
+                kept.push((Cow::Owned(k.to_owned()), v.into_owned()));
+            }
+            if dropped > 0 {
+                kept.push((Cow::Borrowed(DROPPED_KEY), dropped.to_string()));
+            }
+            out.metadata = Some(kept);
+        }
+        Some(out)
+    }
+
+    /// `parts` with the cut error and metadata.
+    pub(crate) fn apply<'c>(&'c self, parts: &Parts<'c>) -> Parts<'c> {
+        Parts {
+            error: self.error.as_ref().or(parts.error),
+            metadata: self.metadata.as_deref().unwrap_or(parts.metadata),
+            ..*parts
+        }
+    }
+}
+
 /// Buffers for one event at a time: the payload and the `traceparent` header. Sinks copy what they keep.
 #[derive(Debug, Default)]
 pub(crate) struct EventBuf {
     payload: Vec<u8>,
     traceparent: String,
+    truncated: bool,
 }
 
 impl EventBuf {
-    /// Encodes `parts` (a fresh UUIDv7 with the event's time) and returns the envelope, borrowing this buffer.
+    /// Whether the last event encoded had free text cut to its bounds.
+    pub(crate) fn was_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Encodes `parts` (a fresh UUIDv7 with the event's time; free text cut to its bounds) and returns the
+    /// envelope, borrowing this buffer.
     pub(crate) fn encode<'b>(
         &'b mut self,
         parts: &Parts<'b>,
         service: &str,
         framing: Framing,
     ) -> Envelope<'b> {
+        let key = parts.saga_id;
+        let bounded = Bounded::of(parts);
+        self.truncated = bounded.is_some();
+        let parts = &match &bounded {
+            Some(b) => b.apply(parts),
+            None => *parts,
+        };
         let since_epoch = parts
             .at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -166,7 +259,7 @@ impl EventBuf {
             }
         }
         Envelope {
-            key: parts.saga_id,
+            key,
             payload: &self.payload,
             event_id,
             recorded_at,

@@ -19,6 +19,7 @@ pub use global::{
 };
 pub(crate) use global::{TrackerHandle, current_handle, note_unrecorded};
 
+use crate::bounds::{self, Field, TooLarge};
 use crate::codec::Framing;
 use crate::otel::TraceIds;
 use crate::sink::{Delivery, Envelope, Reporter, Sink, SinkError};
@@ -136,6 +137,9 @@ impl Tracker {
         if transition.saga_type.is_empty() || transition.step.is_empty() {
             return Err(RecordError::EmptyName);
         }
+        if let Err(too_large) = transition.check_bounds() {
+            return Err(self.refuse(too_large));
+        }
         self.enqueue(Command::Record(Box::new(Pending {
             at,
             trace,
@@ -153,8 +157,19 @@ impl Tracker {
                 step: record.descriptor.step.to_owned(),
             });
         }
+        // length comparisons only: the caller's path stays as cheap as it was
+        if let Err(too_large) = step_bounds(&record) {
+            return Err(self.refuse(too_large));
+        }
         self.enqueue(Command::Step(record));
         Ok(())
+    }
+
+    /// Counts a transition refused for its size.
+    #[cold]
+    fn refuse(&self, too_large: TooLarge) -> RecordError {
+        Counters::bump(&self.inner.reporter.counters.rejected);
+        RecordError::TooLarge(too_large)
     }
 
     /// Hands a command to the worker; if its queue is full or it has stopped, spools the event on this thread.
@@ -193,6 +208,9 @@ impl Tracker {
             envelope.payload,
             reason,
         );
+        if buf.was_truncated() {
+            Counters::bump(&reporter.counters.truncated);
+        }
     }
 
     /// Waits until every transition recorded so far has been delivered or spooled, or `timeout` passes.
@@ -295,5 +313,18 @@ impl Tracker {
     /// A description of the sink.
     pub fn sink_description(&self) -> String {
         self.inner.sink.describe()
+    }
+}
+
+/// The ids and names of a step event against their bounds (free text is cut later, by the worker).
+#[inline]
+fn step_bounds(record: &StepRecord) -> Result<(), TooLarge> {
+    let d = record.descriptor;
+    bounds::check_len(Field::SagaId, record.saga_id.len())?;
+    bounds::check_len(Field::SagaType, d.saga_type.len())?;
+    bounds::check_len(Field::Step, d.step.len())?;
+    match record.extras.as_ref().and_then(|e| e.order_id.as_ref()) {
+        Some(order) => bounds::check_len(Field::OrderId, order.len()),
+        None => Ok(()),
     }
 }

@@ -113,6 +113,9 @@ pub(crate) fn run(
         Counters::bump(&reporter.counters.recorded);
         let envelope = buf.encode(parts, &service, framing);
         sink.send(envelope, Delivery::live(&reporter));
+        if buf.was_truncated() {
+            Counters::bump(&reporter.counters.truncated);
+        }
     };
     let mut handle = |command: Command| match Parts::of(&command) {
         Some(parts) => deliver(&parts),

@@ -169,6 +169,18 @@ impl TestKafka {
     pub fn is_mock(&self) -> bool {
         self.cluster.is_some()
     }
+
+    /// Takes the mock cluster's broker down (`false`) or up (`true`); no-op on a real broker.
+    pub fn set_broker_up(&self, up: bool) {
+        if let Some(cluster) = &self.cluster {
+            let result = if up {
+                cluster.broker_up(1)
+            } else {
+                cluster.broker_down(1)
+            };
+            result.expect("mock broker state");
+        }
+    }
 }
 
 async fn create_real_topics(brokers: &str, topics: &[(&str, i32)]) {
