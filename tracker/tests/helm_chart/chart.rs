@@ -158,6 +158,12 @@ impl Chart {
                 notes = text;
                 continue;
             }
+            if let Some(line) = text.lines().find(|l| yaml11_ambiguous(l)) {
+                return Err(format!(
+                    "{file}: `{}` reads differently in YAML 1.1 (Kubernetes) and 1.2: quote it",
+                    line.trim()
+                ));
+            }
             for doc in serde_yaml_ng::Deserializer::from_str(&text) {
                 let value = Value::deserialize(doc)
                     .map_err(|e| format!("{file} renders invalid YAML: {e}\n{text}"))?;
@@ -236,4 +242,18 @@ pub fn documented_keys(text: &str) -> Vec<(String, bool)> {
         previous_is_comment = false;
     }
     out
+}
+
+/// A line whose plain (unquoted) value YAML 1.1 (Kubernetes' parser) reads as a boolean or an octal number
+/// while YAML 1.2 (this test's parser) reads a string or a decimal: `on`, `yes`, `n`, `0644`.
+pub fn yaml11_ambiguous(line: &str) -> bool {
+    let t = line.trim_start().trim_start_matches("- ");
+    let value = match t.split_once(": ") {
+        Some((_, v)) => v,
+        None => t,
+    }
+    .trim();
+    let lower = value.to_ascii_lowercase();
+    ["y", "n", "yes", "no", "on", "off"].contains(&lower.as_str())
+        || (value.len() > 1 && value.starts_with('0') && value.bytes().all(|b| b.is_ascii_digit()))
 }

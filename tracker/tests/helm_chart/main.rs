@@ -14,7 +14,7 @@ use clap::{CommandFactory, Parser};
 use saga_tracker_service::{Assignment, Config};
 use serde_yaml_ng::Value;
 
-use chart::{Chart, Object, Rendered, documented_keys, key_paths, yaml};
+use chart::{Chart, Object, Rendered, documented_keys, key_paths, yaml, yaml11_ambiguous};
 use kube::{Known, at, check};
 
 /// Secrets the full example values name but do not create.
@@ -678,4 +678,64 @@ fn the_checks_report_broken_objects() {
             "not reported: {wanted}\n{problems}"
         );
     }
+}
+
+#[test]
+fn values_that_yaml_1_1_reads_otherwise_are_refused() {
+    for line in ["  enabled: on", "- yes", "    mode: 0644", "x: N"] {
+        assert!(yaml11_ambiguous(line), "{line}");
+    }
+    for line in [
+        "  enabled: true",
+        "- \"yes\"",
+        "    mode: 420",
+        "x: 0",
+        "name: only",
+    ] {
+        assert!(!yaml11_ambiguous(line), "{line}");
+    }
+    let chart = Chart::load();
+    let err = chart
+        .render(&format!(
+            "{}\npodAnnotations: {{team: yes}}",
+            chart.ci_values("minimal-values.yaml")
+        ))
+        .err()
+        .expect("an unquoted yes in the output");
+    assert!(err.contains("YAML 1.1"), "{err}");
+}
+
+#[test]
+fn the_image_fits_the_chart() {
+    let dockerfile = repo_file("deploy/docker/Dockerfile");
+    let chart = Chart::load();
+    let user = chart.values["podSecurityContext"]["runAsUser"]
+        .as_u64()
+        .expect("runAsUser");
+    assert!(
+        dockerfile.contains(&format!("\nUSER {user}:{user}\n")),
+        "the image's numeric user is the chart's runAsUser {user}"
+    );
+    assert!(dockerfile.contains("\nENTRYPOINT [\"saga-tracker-service\"]\n"));
+    assert!(
+        dockerfile
+            .contains("cargo build --release --locked -p saga-tracker-service -p saga-tracker-cli"),
+        "locked release build of both packages"
+    );
+    // the binaries it copies are the packages' binaries
+    assert!(
+        repo_file("tracker/Cargo.toml")
+            .contains("name = \"saga-tracker-service\"\npath = \"src/main.rs\"")
+    );
+    assert!(repo_file("cli/Cargo.toml").contains("[[bin]]\nname = \"saga-tracker\"\n"));
+    for binary in ["saga-tracker-service", "saga-tracker"] {
+        assert!(
+            dockerfile.contains(&format!("target/release/{binary} /out/{binary}")),
+            "{binary}"
+        );
+    }
+    // the archive mount point of the chart exists in the image, owned by the user
+    assert!(dockerfile.contains(&format!(
+        "install -d -o {user} -g {user} /var/lib/saga-tracker/archive"
+    )));
 }
