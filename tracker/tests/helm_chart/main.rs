@@ -274,30 +274,35 @@ fn expand(arg: &str, env: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// The command line the binary effectively gets: the args after the subcommand names, preceded by the
-/// flags whose environment variable the container sets (clap reads those from the environment; the test
-/// cannot set the process environment, so it passes them as flags). Returns it, and the env names the
-/// command does not read.
+/// The command line the binary effectively gets: the container's args, with the flags whose environment
+/// variable the container sets added at each level (the top command, then each subcommand named by the
+/// args): clap reads those from the environment, the test cannot set the process environment, so it passes
+/// them as flags. Returns it, and the env names no level reads.
 fn effective_argv(
     command: &clap::Command,
     args: &[String],
     env: &BTreeMap<String, String>,
 ) -> (Vec<String>, BTreeSet<String>) {
     let mut argv = vec!["saga-tracker-service".to_owned()];
-    let mut leaf = command;
-    let mut rest = args;
-    while let Some(sub) = rest.first().and_then(|a| leaf.find_subcommand(a)) {
-        argv.push(rest[0].clone());
-        leaf = sub;
-        rest = &rest[1..];
-    }
     let mut unread: BTreeSet<String> = env.keys().cloned().collect();
-    for arg in leaf.get_arguments() {
-        if let (Some(var), Some(long)) = (arg.get_env(), arg.get_long())
-            && let Some(value) = env.get(&*var.to_string_lossy())
-        {
-            argv.push(format!("--{long}={value}"));
-            unread.remove(&*var.to_string_lossy());
+    let mut level = command;
+    let mut rest = args;
+    loop {
+        for arg in level.get_arguments() {
+            if let (Some(var), Some(long)) = (arg.get_env(), arg.get_long())
+                && let Some(value) = env.get(&*var.to_string_lossy())
+            {
+                argv.push(format!("--{long}={value}"));
+                unread.remove(&*var.to_string_lossy());
+            }
+        }
+        match rest.first().and_then(|a| level.find_subcommand(a)) {
+            Some(sub) => {
+                argv.push(rest[0].clone());
+                level = sub;
+                rest = &rest[1..];
+            }
+            None => break,
         }
     }
     argv.extend(rest.iter().map(|a| expand(a, env)));
@@ -738,4 +743,42 @@ fn the_image_fits_the_chart() {
     assert!(dockerfile.contains(&format!(
         "install -d -o {user} -g {user} /var/lib/saga-tracker/archive"
     )));
+}
+
+#[test]
+fn the_effective_command_line_puts_env_flags_at_their_level() {
+    let command = clap::Command::new("saga-tracker-service")
+        .arg(
+            clap::Arg::new("db")
+                .long("database-url")
+                .env("DATABASE_URL"),
+        )
+        .subcommand(
+            clap::Command::new("topics").subcommand(
+                clap::Command::new("ensure").arg(
+                    clap::Arg::new("brokers")
+                        .long("kafka-brokers")
+                        .env("KAFKA_BROKERS"),
+                ),
+            ),
+        );
+    let env = BTreeMap::from([
+        ("DATABASE_URL".to_owned(), "postgres://db".to_owned()),
+        ("KAFKA_BROKERS".to_owned(), "k:9092".to_owned()),
+        ("POD_NAME".to_owned(), "pod-1".to_owned()),
+    ]);
+    let args = ["topics", "ensure", "--x=$(POD_NAME)"].map(str::to_owned);
+    let (argv, unread) = effective_argv(&command, &args, &env);
+    assert_eq!(
+        argv,
+        [
+            "saga-tracker-service",
+            "--database-url=postgres://db",
+            "topics",
+            "ensure",
+            "--kafka-brokers=k:9092",
+            "--x=pod-1"
+        ]
+    );
+    assert_eq!(unread, BTreeSet::from(["POD_NAME".to_owned()]));
 }
