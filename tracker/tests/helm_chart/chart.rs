@@ -130,12 +130,15 @@ impl Chart {
 
     /// Renders with `overrides` (YAML, like `-f file`) merged over values.yaml.
     pub fn render(&self, overrides: &str) -> Result<Rendered, String> {
-        let overrides = if overrides.trim().is_empty() {
-            Value::Mapping(Mapping::new())
-        } else {
-            yaml(overrides, "the override values")
-        };
-        let values = merge(&self.values, &overrides);
+        self.render_layers(&[overrides])
+    }
+
+    /// Renders with each of `layers` merged over values.yaml in turn (like `-f a.yaml -f b.yaml`).
+    pub fn render_layers(&self, layers: &[&str]) -> Result<Rendered, String> {
+        let mut values = self.values.clone();
+        for layer in layers.iter().filter(|l| !l.trim().is_empty()) {
+            values = merge(&values, &yaml(layer, "the override values"));
+        }
         let chart_field = |key: &str| self.meta[key].clone();
         let root = yaml(
             &format!(

@@ -505,7 +505,7 @@ impl<'a> Checker<'a> {
                 let secret_name = secret["secretName"].as_str().unwrap_or("");
                 for item in secret["items"].as_sequence().into_iter().flatten() {
                     let key = item["key"].as_str().unwrap_or("");
-                    self.secret_key(o, secret_name, key, hook);
+                    self.secret_key(o, secret_name, key, hook, false);
                 }
             }
             if let Some(claim) = volume.get("persistentVolumeClaim")
@@ -523,7 +523,8 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn secret_key(&mut self, o: &Object, secret: &str, key: &str, hook: bool) {
+    /// `secret` exists (in the chart, or outside it) and holds `key` (unless the reference is optional).
+    fn secret_key(&mut self, o: &Object, secret: &str, key: &str, hook: bool, optional: bool) {
         if self.known.external_secrets.contains(&secret) {
             return;
         }
@@ -540,7 +541,7 @@ impl<'a> Checker<'a> {
                 o,
                 format!("a hook runs before the chart's Secret {secret} exists"),
             ),
-            Some(s) if s.value["stringData"].get(key).is_none() => {
+            Some(s) if !optional && s.value["stringData"].get(key).is_none() => {
                 self.problem(o, format!("Secret {secret} has no key {key}"))
             }
             Some(_) => {}
@@ -624,7 +625,8 @@ impl<'a> Checker<'a> {
                             r["name"].as_str().unwrap_or(""),
                             r["key"].as_str().unwrap_or(""),
                         );
-                        self.secret_key(o, s, k, hook);
+                        let optional = r["optional"].as_bool() == Some(true);
+                        self.secret_key(o, s, k, hook, optional);
                     } else if from["fieldRef"]["fieldPath"].as_str().is_none() {
                         self.problem(
                             o,
@@ -823,7 +825,7 @@ impl<'a> Checker<'a> {
                     creds["name"].as_str().unwrap_or(""),
                     creds["key"].as_str().unwrap_or(""),
                 );
-                self.secret_key(o, s, k, false);
+                self.secret_key(o, s, k, false, false);
             }
         }
     }

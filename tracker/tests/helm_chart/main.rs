@@ -79,10 +79,10 @@ fn the_defaults_alone_ask_for_the_database_and_the_brokers() {
         .expect("no database");
     assert!(err.contains("secret.databaseUrl is required"), "{err}");
     let err = chart
-        .render(&format!(
-            "{}\nauth: {{apiToken: true}}",
-            chart.ci_values("minimal-values.yaml")
-        ))
+        .render_layers(&[
+            &chart.ci_values("minimal-values.yaml"),
+            "auth: {apiToken: true}",
+        ])
         .err()
         .expect("token on without a token");
     assert!(err.contains("secret.apiToken is required"), "{err}");
@@ -120,6 +120,31 @@ fn minimal_values_render_the_tracker_its_jobs_and_dashboards() {
             .contains("orders-saga-tracker.sagas:8080/api/v1/stats"),
         "{}",
         rendered.notes
+    );
+
+    // the services' outbox databases for the reconciliation: a Secret key, read by the reconcile job
+    let chart = Chart::load();
+    let rendered = chart
+        .render_layers(&[
+            &chart.ci_values("minimal-values.yaml"),
+            "secret:\n  outboxDatabaseUrls: postgres://o@db/orders postgres://p@db/payments",
+        ])
+        .expect("renders");
+    assert_valid(&rendered, &[]);
+    let secret = rendered.one("Secret", "saga-tracker");
+    assert_eq!(
+        secret.value["stringData"]["outbox-database-urls"],
+        "postgres://o@db/orders postgres://p@db/payments"
+    );
+    let reconcile = rendered.one("CronJob", "-reconcile");
+    let container =
+        &reconcile.value["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let env = env_of(container);
+    assert_eq!(env["TRACKER_STUCK_AFTER_MINUTES"], "15");
+    let secrets: Vec<&Object> = rendered.of_kind("Secret").collect();
+    assert_eq!(
+        env_values(container, &secrets)["TRACKER_OUTBOX_DATABASE_URLS"],
+        "postgres://o@db/orders postgres://p@db/payments"
     );
 }
 
@@ -388,10 +413,10 @@ fn the_tracker_command_line_parses_with_the_service_flags() {
     // a large number prints as digits (Helm's float64 values would print 1.8e+06 without `int`)
     let chart = Chart::load();
     let rendered = chart
-        .render(&format!(
-            "{}\n  sessionTimeoutMs: 1800000",
-            chart.ci_values("minimal-values.yaml")
-        ))
+        .render_layers(&[
+            &chart.ci_values("minimal-values.yaml"),
+            "kafka: {sessionTimeoutMs: 1800000}",
+        ])
         .expect("renders");
     let deployment = rendered.one("Deployment", "saga-tracker");
     let args = serde_yaml_ng::to_string(
@@ -404,10 +429,10 @@ fn the_tracker_command_line_parses_with_the_service_flags() {
     );
     // without static membership, no group.instance.id
     let rendered = chart
-        .render(&format!(
-            "{}\n  staticMembership: false",
-            chart.ci_values("minimal-values.yaml")
-        ))
+        .render_layers(&[
+            &chart.ci_values("minimal-values.yaml"),
+            "kafka: {staticMembership: false}",
+        ])
         .expect("renders");
     let deployment = rendered.one("Deployment", "saga-tracker");
     let args = serde_yaml_ng::to_string(
@@ -473,16 +498,21 @@ fn the_jobs_run_the_operations_subcommands() {
                 "saga-tracker-reconcile".to_owned(),
                 "reconcile --day=yesterday --format=json".to_owned()
             ),
-            ("saga-tracker-topics".to_owned(), "topics ensure".to_owned()),
+            (
+                "saga-tracker-topics".to_owned(),
+                "topics ensure --partitions=24 --replication-factor=3 --retention-days=30 \
+                 --timeout-secs=30"
+                    .to_owned()
+            ),
         ])
     );
     // the defaults: a file archive on a claim when one is named, both jobs daily, after midnight UTC
     let chart = Chart::load();
     let rendered = chart
-        .render(&format!(
-            "{}\narchive: {{volume: {{existingClaim: saga-archive}}}}",
-            chart.ci_values("minimal-values.yaml")
-        ))
+        .render_layers(&[
+            &chart.ci_values("minimal-values.yaml"),
+            "archive: {volume: {existingClaim: saga-archive}}",
+        ])
         .expect("renders");
     assert_valid(&rendered, &[]);
     let archive = rendered.one("CronJob", "-archive");
@@ -510,10 +540,10 @@ fn the_jobs_run_the_operations_subcommands() {
         "30 2 * * *"
     );
     let disabled = chart
-        .render(&format!(
-            "{}\narchive: {{enabled: false}}\nreconcile: {{enabled: false}}",
-            chart.ci_values("minimal-values.yaml")
-        ))
+        .render_layers(&[
+            &chart.ci_values("minimal-values.yaml"),
+            "archive: {enabled: false}\nreconcile: {enabled: false}",
+        ])
         .expect("renders");
     assert_eq!(disabled.of_kind("CronJob").count(), 0);
 }
@@ -701,10 +731,10 @@ fn values_that_yaml_1_1_reads_otherwise_are_refused() {
     }
     let chart = Chart::load();
     let err = chart
-        .render(&format!(
-            "{}\npodAnnotations: {{team: yes}}",
-            chart.ci_values("minimal-values.yaml")
-        ))
+        .render_layers(&[
+            &chart.ci_values("minimal-values.yaml"),
+            "podAnnotations: {team: yes}",
+        ])
         .err()
         .expect("an unquoted yes in the output");
     assert!(err.contains("YAML 1.1"), "{err}");

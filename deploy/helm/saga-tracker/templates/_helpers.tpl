@@ -50,6 +50,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ .Values.kafka.topic | quote }}
 - name: TRACKER_DLQ_TOPIC
   value: {{ .Values.kafka.dlqTopic | quote }}
+- name: TRACKER_GROUP_ID
+  value: {{ .Values.kafka.groupId | quote }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
 {{- if .Values.extraEnv }}
