@@ -465,7 +465,6 @@ fn job_containers(rendered: &Rendered) -> Vec<(&Object, &Value)> {
 #[test]
 fn the_jobs_run_the_operations_subcommands() {
     let (_, rendered) = full();
-    let secrets: Vec<&Object> = rendered.of_kind("Secret").collect();
     let mut seen = BTreeMap::new();
     for (o, container) in job_containers(&rendered) {
         let args: Vec<String> = container["args"]
@@ -475,16 +474,6 @@ fn the_jobs_run_the_operations_subcommands() {
             .map(|a| a.as_str().expect("string arg").to_owned())
             .collect();
         seen.insert(o.name().to_owned(), args.join(" "));
-        // Once the binary has the subcommand (the operations helpers add them), its parser must accept the
-        // job's command line exactly as the container runs it.
-        let command = Config::command();
-        if command.find_subcommand(&args[0]).is_some() {
-            let env = env_values(container, &secrets);
-            let (argv, _) = effective_argv(&command, &args, &env);
-            if let Err(e) = Config::try_parse_from(&argv) {
-                panic!("{}: {argv:?}: {e}", o.name());
-            }
-        }
     }
     assert_eq!(
         seen,
@@ -811,4 +800,105 @@ fn the_effective_command_line_puts_env_flags_at_their_level() {
         ]
     );
     assert_eq!(unread, BTreeSet::from(["POD_NAME".to_owned()]));
+}
+
+/// Runs the real binary with a job's command line and environment (the database and the brokers pointed
+/// at closed local ports): its flag parser must accept the command line (no clap error, which ends with
+/// "For more information, try '--help'"); what happens next (no database, no broker) does not matter. Returns the binary's stderr, or None when it still runs after
+/// a few seconds (it got past parsing), after stopping it.
+fn run_job_command(args: &[String], env: &BTreeMap<String, String>) -> Option<String> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_saga-tracker-service"));
+    command
+        .args(args.iter().map(|a| expand(a, env)))
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        let v = match k.as_str() {
+            "DATABASE_URL" => "postgres://postgres@127.0.0.1:1/none",
+            "KAFKA_BROKERS" => "127.0.0.1:1",
+            "TRACKER_OUTBOX_DATABASE_URLS" => "postgres://postgres@127.0.0.1:1/outbox",
+            _ => v.as_str(),
+        };
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("the binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().expect("wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            return Some(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    None
+}
+
+/// How clap ends a refused command line.
+const CLAP_ERROR: &str = "For more information, try '--help'";
+
+#[test]
+fn the_binary_accepts_the_jobs_command_lines() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_saga-tracker-service"))
+        .arg("--help")
+        .output()
+        .expect("--help runs");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let chart = Chart::load();
+    let mut jobs = Vec::new();
+    for rendered in [
+        full().1,
+        chart
+            .render_layers(&[
+                &chart.ci_values("minimal-values.yaml"),
+                "archive: {volume: {existingClaim: saga-archive}}",
+            ])
+            .expect("renders"),
+    ] {
+        let secrets: Vec<&Object> = rendered.of_kind("Secret").collect();
+        for (o, container) in job_containers(&rendered) {
+            let args: Vec<String> = container["args"]
+                .as_sequence()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("string arg").to_owned())
+                .collect();
+            // The operations subcommands come with the operations work (issue 18); until the binary lists
+            // one under --help, its job cannot be checked here.
+            if !help.contains(&format!("\n  {} ", args[0])) {
+                eprintln!(
+                    "{}: the binary has no `{}` operation yet, not checked",
+                    o.name(),
+                    args[0]
+                );
+                continue;
+            }
+            jobs.push((o.name().to_owned(), args, env_values(container, &secrets)));
+        }
+    }
+    // in parallel: each may wait for its connection until stopped
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = jobs
+            .iter()
+            .map(|(name, args, env)| (name, args, scope.spawn(|| run_job_command(args, env))))
+            .collect();
+        for (name, args, run) in runs {
+            if let Some(stderr) = run.join().expect("joined") {
+                assert!(
+                    !stderr.contains(CLAP_ERROR),
+                    "{name}: the binary refuses {args:?}:\n{stderr}"
+                );
+            }
+        }
+    });
+    eprintln!("{} job command lines accepted by the binary", jobs.len());
+    // and a command line it does not know is refused the way the check looks for
+    let refused = run_job_command(
+        &["--no-such-flag".to_owned()],
+        &BTreeMap::from([("DATABASE_URL".to_owned(), "x".to_owned())]),
+    )
+    .expect("exits at once");
+    assert!(refused.contains(CLAP_ERROR), "{refused}");
 }
