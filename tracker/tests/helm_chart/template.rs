@@ -86,11 +86,23 @@ fn lex(src: &str, file: &str) -> Result<Vec<Piece>, String> {
         }
         let action_line = line;
         line += body.matches('\n').count();
+        let raw = body;
         let body = body.trim();
         if body.starts_with("/*") {
-            if !body.ends_with("*/") {
+            // Go: `{{/* c */}}` or `{{- /* c */ -}}`, nothing else between the delimiters and the comment
+            let starts = if trim_left {
+                raw.starts_with(" /*")
+            } else {
+                raw.starts_with("/*")
+            };
+            let ends = if trim_right {
+                raw.ends_with("*/ ")
+            } else {
+                raw.ends_with("*/")
+            };
+            if !(starts && ends) {
                 return Err(format!(
-                    "{file}:{action_line}: a comment must end with */ before }}}}"
+                    "{file}:{action_line}: a comment is written {{{{/* … */}}}} or {{{{- /* … */ -}}}}"
                 ));
             }
         } else {
@@ -910,6 +922,7 @@ mod tests {
             ("{{ printf \"%s\" .Values.a }}", "a: 1", "printf"),
             ("{{ if .Values.a }}", "a: 1", "without end"),
             ("{{ .Values.a }", "a: 1", "unclosed"),
+            ("{{ /* c */ }}", "a: 1", "a comment is written"),
         ] {
             let err = render(src, values).expect_err(src);
             assert!(err.contains(wanted), "{src}: {err}");
