@@ -807,9 +807,17 @@ fn the_effective_command_line_puts_env_flags_at_their_level() {
 /// "For more information, try '--help'"); what happens next (no database, no broker) does not matter. Returns the binary's stderr, or None when it still runs after
 /// a few seconds (it got past parsing), after stopping it.
 fn run_job_command(args: &[String], env: &BTreeMap<String, String>) -> Option<String> {
+    // the image's archive directory, somewhere harmless on this machine
+    let archive_dir =
+        std::env::temp_dir().join(format!("saga-tracker-chart-{}", std::process::id()));
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_saga-tracker-service"));
     command
-        .args(args.iter().map(|a| expand(a, env)))
+        .args(args.iter().map(|a| {
+            expand(a, env).replace(
+                "/var/lib/saga-tracker/archive",
+                &archive_dir.to_string_lossy(),
+            )
+        }))
         .env_clear()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -827,12 +835,14 @@ fn run_job_command(args: &[String], env: &BTreeMap<String, String>) -> Option<St
     while std::time::Instant::now() < deadline {
         if child.try_wait().expect("wait").is_some() {
             let out = child.wait_with_output().expect("output");
+            let _ = std::fs::remove_dir_all(&archive_dir);
             return Some(String::from_utf8_lossy(&out.stderr).into_owned());
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     child.kill().expect("kill");
     child.wait().expect("reaped");
+    let _ = std::fs::remove_dir_all(&archive_dir);
     None
 }
 
