@@ -1,30 +1,14 @@
-//! Collecting several `syn::Error`s so all problems of one item are reported together.
+//! Error helpers: every problem of one item is collected ([`Errors`]), and generated tokens can be spanned at
+//! one user token ([`respan`]) so a diagnostic about them points there.
 
-/// Accumulated errors.
-#[derive(Default)]
-pub(crate) struct Errors {
-    inner: Option<syn::Error>,
-}
+pub(crate) use saga_tracker_syntax::Errors;
 
-impl Errors {
-    pub(crate) fn push(&mut self, error: syn::Error) {
-        match &mut self.inner {
-            Some(all) => all.combine(error),
-            None => self.inner = Some(error),
-        }
-    }
-
-    pub(crate) fn push_at(&mut self, span: proc_macro2::Span, message: impl std::fmt::Display) {
-        self.push(syn::Error::new(span, message));
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.inner.is_none()
-    }
-
-    pub(crate) fn into_compile_errors(self) -> proc_macro2::TokenStream {
-        self.inner.map(|e| e.to_compile_error()).unwrap_or_default()
-    }
+/// The collected errors as `compile_error!`s (nothing when there are none).
+pub(crate) fn into_compile_errors(errors: Errors) -> proc_macro2::TokenStream {
+    errors
+        .into_error()
+        .map(|e| e.to_compile_error())
+        .unwrap_or_default()
 }
 
 /// `tokens` with every span (recursively) set to `span`, so a diagnostic about them points at one user token.

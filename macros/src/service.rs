@@ -1,289 +1,73 @@
-//! `saga_service!`: a service declares the saga steps it handles and wires an annotated handler to each.
+//! `saga_service!`: a service declares the saga steps it handles and wires an annotated handler to each
+//! (grammar: `saga_tracker_syntax::ServiceDecl`).
 //!
 //! The checks happen at compile time:
 //! - every wired handler must be annotated for exactly that step (`#[saga_step(S, V)]`) or compensation
 //!   (`#[saga_compensation(S, V)]`); the message (`#[diagnostic::on_unimplemented]`) says which attribute to add.
-//!   A plain un-annotated fn gets the same message: the handler name is looked up in the type namespace through
-//!   a module whose glob import supplies a same-named fallback type, which the annotation's hidden marker
-//!   type shadows.
-//! - a step listed without `=> handler` does not compile;
+//!   The annotation's marker is found by a method call through the handler's own path (its hidden trait comes
+//!   along with every import of the fn); a fallback trait one auto-reference away answers for an un-annotated
+//!   fn, so it gets the same message.
 //! - a step declared `#[step(compensable)]` that the service handles must have its compensation wired too.
+//!
+//! At start-up, `verify()` checks that each fn the service names *is* the fn whose marker was found (an
+//! un-annotated fn can hide behind an annotated one of the same name brought in by a glob import; only the
+//! fn's type tells them apart, and Rust compares types of fn items only at run time).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::parse::{Parse, ParseStream};
+use saga_tracker_syntax::{Errors, Route, RouteKind, ServiceDecl, path_string};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, Ident, Path, Token, Visibility};
 
-use crate::errors::Errors;
-
-struct Service {
-    attrs: Vec<Attribute>,
-    vis: Visibility,
-    ident: Ident,
-    entries: Vec<Entry>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum EntryKind {
-    Step,
-    Compensate,
-}
-
-struct Entry {
-    kind: EntryKind,
-    saga: Path,
-    step: Ident,
-    handler: Option<Path>,
-}
-
-impl Parse for Service {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let attrs = input.call(Attribute::parse_outer)?;
-        let vis: Visibility = input.parse()?;
-        let ident: Ident = input.parse()?;
-        let content;
-        syn::braced!(content in input);
-        let mut entries = Vec::new();
-        while !content.is_empty() {
-            let kw: Ident = content.parse()?;
-            let kind = match kw.to_string().as_str() {
-                "step" => EntryKind::Step,
-                "compensate" => EntryKind::Compensate,
-                _ => {
-                    return Err(syn::Error::new(
-                        kw.span(),
-                        format!(
-                            "unknown entry `{kw}`; expected `step Saga::Step => handler` or `compensate Saga::Step => handler`"
-                        ),
-                    ));
-                }
-            };
-            let mut path: Path = content.parse()?;
-            let span = path.span();
-            let Some(last) = path.segments.pop() else {
-                return Err(syn::Error::new(span, "expected `Saga::Step`"));
-            };
-            path.segments.pop_punct();
-            if path.segments.is_empty() {
-                return Err(syn::Error::new(
-                    span,
-                    "expected the saga type and the step: `OrderSaga::ReserveStock`",
-                ));
-            }
-            let step = last.into_value().ident;
-            let handler = if content.peek(Token![=>]) {
-                content.parse::<Token![=>]>()?;
-                Some(content.parse::<Path>()?)
-            } else {
-                None
-            };
-            entries.push(Entry {
-                kind,
-                saga: path,
-                step,
-                handler,
-            });
-            if content.is_empty() {
-                break;
-            }
-            content.parse::<Token![,]>()?;
-        }
-        Ok(Service {
-            attrs,
-            vis,
-            ident,
-            entries,
-        })
-    }
-}
-
-fn path_string(path: &Path) -> String {
-    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-    let joined = segments.join("::");
-    if path.leading_colon.is_some() {
-        format!("::{joined}")
-    } else {
-        joined
-    }
-}
-
-/// The handler path as seen from `<service module>::__saga_service_X::__hN` (two modules down).
-fn path_from_grandchild(path: &Path) -> TokenStream {
-    if path.leading_colon.is_some() {
-        return quote! { #path };
-    }
-    let first = path
-        .segments
-        .first()
-        .map(|s| s.ident.to_string())
-        .unwrap_or_default();
-    let rest: Vec<_> = path.segments.iter().skip(1).collect();
-    match first.as_str() {
-        "crate" => quote! { #path },
-        "self" => quote! { super::super #(::#rest)* },
-        "super" => quote! { super::super::super #(::#rest)* },
-        _ => quote! { super::super::#path },
-    }
-}
+use crate::errors::{into_compile_errors, respan};
 
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
-    let service: Service = match syn::parse2(input) {
+    let service: ServiceDecl = match syn::parse2(input) {
         Ok(service) => service,
         Err(err) => return err.to_compile_error(),
     };
     let mut errors = Errors::default();
     let rt = quote! { ::saga_tracker::__private };
-    let Service {
+    let ServiceDecl {
         attrs,
         vis,
         ident,
-        entries,
+        routes,
     } = &service;
     let service_name = ident.to_string();
-    let module = format_ident!("__saga_service_{}", ident);
 
-    let mut seen: HashMap<(EntryKind, String, String), ()> = HashMap::new();
-    let mut fallback_names: Vec<Ident> = Vec::new();
-    let mut probes = Vec::new();
     let mut checks = Vec::new();
     let mut descriptors = Vec::new();
-
-    for (n, entry) in entries.iter().enumerate() {
-        let saga = &entry.saga;
-        let step = &entry.step;
-        let saga_str = path_string(saga);
-        let (attr, word) = match entry.kind {
-            EntryKind::Step => ("saga_step", "step"),
-            EntryKind::Compensate => ("saga_compensation", "compensate"),
-        };
-        if seen
-            .insert((entry.kind, saga_str.clone(), step.to_string()), ())
-            .is_some()
-        {
-            errors.push_at(
-                step.span(),
-                format!("`{word} {saga_str}::{step}` is listed twice in {service_name}"),
-            );
+    let mut identities = Vec::new();
+    for route in routes {
+        if let Some(problem) = associated_fn(route) {
+            errors.push(problem);
             continue;
         }
-        let Some(handler) = &entry.handler else {
-            errors.push_at(
-                step.span(),
-                format!(
-                    "`{word} {saga_str}::{step}` has no handler: wire the fn that handles it, annotated with #[{attr}({saga_str}, {step})]: `{word} {saga_str}::{step} => handler_fn`"
-                ),
-            );
-            continue;
-        };
-        let Some(last) = handler.segments.last().map(|s| s.ident.clone()) else {
-            continue;
-        };
-        if !fallback_names.contains(&last) {
-            fallback_names.push(last.clone());
-        }
-        let probe_mod = format_ident!("__h{}", n);
-        let import = path_from_grandchild(handler);
-        probes.push(quote! {
-            pub(super) mod #probe_mod {
-                pub(in super::super) use super::__fallback::*;
-                pub(in super::super) use #import;
-            }
-        });
-        let handler_type =
-            crate::errors::respan(quote! { #module::#probe_mod::#last }, handler.span());
-        let compensation = entry.kind == EntryKind::Compensate;
-        let handler_str = path_string(handler);
-        let message = format!(
-            "`{handler_str}` is wired as the {} of `{saga_str}::{step}` in {service_name}, but it is not annotated with #[{attr}({saga_str}, {step})]",
-            if compensation {
-                "compensation"
-            } else {
-                "handler"
-            }
+        let lookup = Lookup::new(&rt, route);
+        checks.push(wiring_check(&rt, route, &lookup));
+        let call = &lookup.call;
+        descriptors.push(quote! { #rt::descriptor_of(#call) });
+        let path_str = path_string(&route.handler);
+        let handler = &route.handler;
+        let value = respan(
+            quote! { || #rt::type_id_of_val(&#handler) },
+            route.handler.span(),
         );
-        let label = format!("add #[{attr}({saga_str}, {step})] to `fn {last}`");
-        let note = format!(
-            "a handler records its saga events only when annotated: put #[{attr}({saga_str}, {step}, saga_id = ...)] on `fn {last}` (a free fn; to wire a method, wire a free fn that calls it)"
-        );
-        let trait_ident = format_ident!("__SagaTrackerWired{}", n);
-        let assert_ident = format_ident!("__saga_tracker_assert{}", n);
-        let assertion = crate::errors::respan(
-            quote! { let _ = #assert_ident::<#handler_type>; },
-            handler.span(),
-        );
-        checks.push(quote! {
-            const _: () = {
-                #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-                trait #trait_ident {}
-                impl<H: ?Sized + #rt::StepHandler<#saga, { #saga::#step as u16 }, #compensation>> #trait_ident for H {}
-                fn #assert_ident<H: ?Sized + #trait_ident>() {}
-                #assertion
-            };
-        });
-        descriptors.push(quote! { <#handler_type as #rt::HandlerDescriptor>::DESCRIPTOR });
-    }
-
-    // A compensable step the service handles must have its compensation wired too.
-    for (n, entry) in entries.iter().enumerate() {
-        if entry.kind != EntryKind::Step {
-            continue;
-        }
-        let saga_str = path_string(&entry.saga);
-        let step = &entry.step;
-        let wired = entries.iter().any(|e| {
-            e.kind == EntryKind::Compensate && path_string(&e.saga) == saga_str && e.step == *step
-        });
-        if wired {
-            continue;
-        }
-        let saga = &entry.saga;
-        let message = format!(
-            "step `{saga_str}::{step}` is declared with a compensation, but {service_name} handles the step without wiring its compensation"
-        );
-        let label = format!(
-            "`{saga_str}::{step}` is compensable: {service_name} must also list `compensate {saga_str}::{step} => ...`"
-        );
-        let note = format!(
-            "add `compensate {saga_str}::{step} => release_fn,` where `release_fn` is annotated with #[saga_compensation({saga_str}, {step})]"
-        );
-        let trait_ident = format_ident!("__SagaTrackerNoCompensation{}", n);
-        let assert_ident = format_ident!("__saga_tracker_assert_nc{}", n);
-        let nc_assertion =
-            crate::errors::respan(quote! { let _ = #assert_ident::<#saga>; }, step.span());
-        checks.push(quote! {
-            const _: () = {
-                #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-                trait #trait_ident {}
-                impl<S: ?Sized + #rt::WithoutCompensation<{ #saga::#step as u16 }>> #trait_ident for S {}
-                fn #assert_ident<S: ?Sized + #trait_ident>() {}
-                #nc_assertion
-            };
+        identities.push(quote! {
+            #rt::HandlerIdentity { path: #path_str, annotated: #rt::handler_type_of(#call), wired: #value }
         });
     }
+    checks.extend(compensation_checks(&rt, routes));
     if !errors.is_empty() {
-        return errors.into_compile_errors();
+        return into_compile_errors(errors);
     }
 
     quote! {
         #(#attrs)*
         #vis struct #ident;
-
-        #[doc(hidden)]
-        #[allow(non_snake_case, non_camel_case_types, unused_imports, dead_code, missing_docs)]
-        mod #module {
-            pub(super) mod __fallback {
-                #(
-                    pub struct #fallback_names;
-                    impl ::saga_tracker::__private::HandlerDescriptor for #fallback_names {
-                        const DESCRIPTOR: &'static ::saga_tracker::__private::StepDescriptor = &::saga_tracker::__private::UNANNOTATED;
-                    }
-                )*
-            }
-            #(#probes)*
-        }
 
         #(#checks)*
 
@@ -292,6 +76,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             pub const DESCRIPTOR: ::saga_tracker::ServiceDescriptor = ::saga_tracker::ServiceDescriptor {
                 name: #service_name,
                 handlers: &[#(#descriptors),*],
+                identities: &[#(#identities),*],
             };
 
             /// The descriptors of the handlers this service wires.
@@ -299,10 +84,122 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
                 Self::DESCRIPTOR.handlers
             }
 
-            /// Checks at start-up that every wired handler is in the link-time registry.
+            /// Checks at start-up that every wired fn is the annotated fn and is in the link-time registry.
             pub fn verify() -> ::core::result::Result<(), ::saga_tracker::registry::VerifyError> {
                 Self::DESCRIPTOR.verify()
             }
         }
     }
+}
+
+/// A handler path whose parent segment is a type (`Svc::handle`): an associated fn cannot be wired.
+fn associated_fn(route: &Route) -> Option<syn::Error> {
+    let segments = &route.handler.segments;
+    let parent = segments.iter().rev().nth(1)?;
+    let name = parent.ident.unraw().to_string();
+    if !name.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return None;
+    }
+    let last = segments.last()?.ident.unraw();
+    Some(syn::Error::new(
+        route.handler.span(),
+        format!(
+            "`{}` is an associated fn; a service wires free fns: wire a free fn annotated #[{}(..)] that calls `{name}::{last}`",
+            path_string(&route.handler),
+            route.kind.attribute()
+        ),
+    ))
+}
+
+/// The method-call lookup of a handler's marker: a `&|| ..` closure whose return type is `Marked<marker>`.
+struct Lookup {
+    call: TokenStream,
+}
+
+impl Lookup {
+    fn new(rt: &TokenStream, route: &Route) -> Lookup {
+        let handler = &route.handler;
+        let span = handler.span();
+        let last = handler
+            .segments
+            .last()
+            .map(|s| s.ident.unraw().to_string())
+            .unwrap_or_default();
+        let method = format_ident!("__saga_tracker_{}", last);
+        // For `module::fn`, the module's items (the marker trait is re-exported there by name and anonymously)
+        // come into the closure's scope; a single name is looked up where the service is.
+        let import = (handler.segments.len() > 1).then(|| {
+            let mut prefix = handler.clone();
+            prefix.segments.pop();
+            prefix.segments.pop_punct();
+            for segment in prefix.segments.iter_mut() {
+                segment.arguments = syn::PathArguments::None;
+            }
+            quote! {
+                #[allow(unused_imports)]
+                use #prefix::*;
+            }
+        });
+        let call = respan(
+            quote! {
+                &|| {
+                    #import
+                    #[allow(non_camel_case_types, dead_code)]
+                    trait __SagaTrackerUnannotated {
+                        fn #method(&self) -> #rt::Marked<#rt::Unannotated>;
+                    }
+                    impl __SagaTrackerUnannotated for &#rt::HandlerProbe {
+                        fn #method(&self) -> #rt::Marked<#rt::Unannotated> {
+                            #rt::Marked::NEW
+                        }
+                    }
+                    (&#rt::HandlerProbe).#method()
+                }
+            },
+            span,
+        );
+        Lookup { call }
+    }
+}
+
+fn wiring_check(rt: &TokenStream, route: &Route, lookup: &Lookup) -> TokenStream {
+    let saga = &route.saga;
+    let step = &route.step;
+    let check = match route.kind {
+        RouteKind::Step => quote! { wired_step },
+        RouteKind::Compensate => quote! { wired_compensation },
+    };
+    let index = respan(
+        quote! { { #saga::#step as ::core::primitive::u16 } },
+        step.span(),
+    );
+    let call = &lookup.call;
+    respan(
+        quote! { const _: () = #rt::#check::<#saga, #index, _, _>(#call); },
+        route.handler.span(),
+    )
+}
+
+/// A compensable step the service handles must have its compensation wired too.
+fn compensation_checks(rt: &TokenStream, routes: &[Route]) -> Vec<TokenStream> {
+    let compensated: HashSet<(String, String)> = routes
+        .iter()
+        .filter(|r| r.kind == RouteKind::Compensate)
+        .map(|r| (path_string(&r.saga), r.step.to_string()))
+        .collect();
+    routes
+        .iter()
+        .filter(|r| r.kind == RouteKind::Step)
+        .filter(|r| !compensated.contains(&(path_string(&r.saga), r.step.to_string())))
+        .map(|route| {
+            let saga = &route.saga;
+            let step = &route.step;
+            respan(
+                quote! {
+                    const _: () = #rt::without_compensation::<#saga, { #saga::#step as ::core::primitive::u16 }>();
+                },
+                step.span(),
+            )
+        })
+        .collect()
 }

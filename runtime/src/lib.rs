@@ -46,10 +46,12 @@ pub use transition::{RecordError, Transition};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{
-        HandlerDescriptor, HandlerKind, HasCompensation, ServiceDescriptor, StepDescriptor,
-        StepHandler, UNANNOTATED, WithoutCompensation,
+        CompensationHandler, HandlerDescriptor, HandlerIdentity, HandlerKind, HandlerProbe,
+        HasCompensation, Marked, ServiceDescriptor, StepDescriptor, StepHandler, UNANNOTATED,
+        Unannotated, WithoutCompensation, compensable, descriptor_of, handler_type_of,
+        type_id_of_val, wired_compensation, wired_step, without_compensation,
     };
-    pub use crate::saga::{Saga, StepDecl};
+    pub use crate::saga::{MetadataValue, Saga, StepDecl, error_kind_for, metadata_value};
     pub use crate::step::*;
     pub use inventory;
 }

@@ -171,6 +171,45 @@ impl<T, E: Display> StepOutcome for Result<T, E> {
     }
 }
 
+/// A `metadata(key = <expr>)` value: anything `Display` (used by the generated code, so a value that is not
+/// `Display` is reported at the user's expression).
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a metadata value must implement `Display`, and `{Self}` does not",
+    label = "this metadata value is not `Display`",
+    note = "pass a `Display` value, e.g. `metadata(key = value.to_string())` or `metadata(key = format!(\"{{:?}}\", value))`"
+)]
+pub trait MetadataValue: Display {}
+
+impl<T: ?Sized + Display> MetadataValue for T {}
+
+/// Checks a metadata value at the user's expression (generated code); the result is `Display` in any case, so
+/// a value that is not is reported once, there.
+#[doc(hidden)]
+#[inline]
+pub fn metadata_value<T: ?Sized + MetadataValue>(value: &T) -> impl Display + '_ {
+    Shown(value)
+}
+
+struct Shown<'a, T: ?Sized>(&'a T);
+
+impl<T: ?Sized + Display> Display for Shown<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Checks an `error_kind = f` classifier against the step's outcome `R` at the user's expression: `f` takes
+/// `&E` (the step's error type) and returns a `Display` kind (generated code). The result is a classifier for
+/// `R` in any case, so a mismatch is reported once, there.
+#[doc(hidden)]
+#[inline]
+pub fn error_kind_for<R: StepOutcome, K: Display, F: FnOnce(&R::Error) -> K>(
+    f: F,
+) -> impl crate::step::Describe<R> {
+    crate::step::ClassifyWith(f)
+}
+
 /// `std::any::type_name::<T>()` without module paths: `my::errors::StockError` → `StockError`,
 /// `alloc::boxed::Box<dyn core::error::Error>` → `Box<dyn Error>`.
 pub fn short_type_name<T: ?Sized>() -> Cow<'static, str> {

@@ -86,7 +86,6 @@ fn find_saga<'a>(sagas: &[(usize, &'a SagaDecl)], name: &str) -> Option<&'a Saga
 fn find_step(saga: &SagaDecl, step: &StepRef) -> Option<usize> {
     saga.steps.iter().position(|s| match step {
         StepRef::Ident(i) => &s.ident == i,
-        StepRef::Wire(w) => &s.wire == w,
     })
 }
 

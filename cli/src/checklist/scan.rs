@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use heck::ToSnakeCase;
 use proc_macro2::Span;
+use saga_tracker_syntax::{RouteKind, ServiceDecl, StepArgs};
 use syn::ext::IdentExt;
-use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{Attribute, Expr, Ident, Lit, Token};
+use syn::{Attribute, Token};
 
 /// A file and line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,20 +74,17 @@ impl HandlerKind {
     }
 }
 
-/// How an annotation names its step.
+/// How an annotation names its step (the grammar, `saga_tracker_syntax::StepArgs`, allows a variant only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepRef {
     /// A variant ident, e.g. `ReserveStock`.
     Ident(String),
-    /// A string: the wire name, e.g. `"reserve_stock"`.
-    Wire(String),
 }
 
 impl std::fmt::Display for StepRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StepRef::Ident(s) => f.write_str(s),
-            StepRef::Wire(s) => write!(f, "\"{s}\""),
         }
     }
 }
@@ -235,89 +231,37 @@ fn derives_saga(attrs: &[Attribute]) -> bool {
         })
 }
 
-/// Skips the value of an attribute key this checker does not know.
-fn skip_unknown(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
-    if meta.input.peek(Token![=]) {
-        meta.value()?.parse::<Expr>()?;
-    } else if meta.input.peek(syn::token::Paren) {
-        meta.parse_nested_meta(|inner| skip_unknown(&inner))?;
-    }
-    Ok(())
-}
-
-fn lit_str(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<String> {
-    Ok(meta.value()?.parse::<syn::LitStr>()?.value())
-}
-
-/// One argument of `#[saga_step(..)]`: `key = value` or a positional expression.
-enum Arg {
-    Named(Ident, Expr),
-    Positional(Expr),
-}
-
-impl Parse for Arg {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let fork = input.fork();
-        if fork.call(Ident::parse_any).is_ok() && fork.peek(Token![=]) && !fork.peek(Token![==]) {
-            let key = input.call(Ident::parse_any)?;
-            input.parse::<Token![=]>()?;
-            return Ok(Arg::Named(key, input.parse()?));
-        }
-        Ok(Arg::Positional(input.parse()?))
-    }
-}
-
-fn expr_name(expr: &Expr) -> Option<StepRef> {
-    match expr {
-        Expr::Path(p) => Some(StepRef::Ident(last_segment(&p.path))),
-        Expr::Lit(syn::ExprLit {
-            lit: Lit::Str(s), ..
-        }) => Some(StepRef::Wire(s.value())),
-        _ => None,
-    }
-}
-
-fn parse_annotation(attr: &Attribute, kind: HandlerKind) -> Result<Annotation, String> {
-    let syn::Meta::List(list) = &attr.meta else {
-        return Err(format!(
-            "#[{}] needs the saga type and the step, e.g. #[{}(OrderSaga, ReserveStock)]",
-            kind.attribute(),
-            kind.attribute()
-        ));
+/// Reads a `#[saga_step(..)]` / `#[saga_compensation(..)]` attribute with the macros' own parser; on an error,
+/// every problem with its line.
+fn parse_annotation(
+    attr: &Attribute,
+    kind: HandlerKind,
+) -> Result<Annotation, Vec<(Span, String)>> {
+    let tokens = match &attr.meta {
+        syn::Meta::List(list) => list.tokens.clone(),
+        _ => proc_macro2::TokenStream::new(),
     };
-    let args = list
-        .parse_args_with(Punctuated::<Arg, Token![,]>::parse_terminated)
-        .map_err(|e| format!("#[{}(..)] cannot be read: {e}", kind.attribute()))?;
-    let (mut saga, mut step) = (None, None);
-    let mut positional = 0;
-    for arg in &args {
-        match arg {
-            Arg::Named(key, value) => match key.to_string().as_str() {
-                "type" | "saga" => saga = expr_name(value),
-                "step" => step = expr_name(value),
-                _ => {}
-            },
-            Arg::Positional(value) => {
-                match positional {
-                    0 => saga = expr_name(value),
-                    1 => step = expr_name(value),
-                    _ => {}
-                }
-                positional += 1;
-            }
-        }
-    }
-    let saga = match saga {
-        Some(StepRef::Ident(s) | StepRef::Wire(s)) => s,
-        None => {
-            return Err(format!(
-                "#[{}(..)] does not name the saga type",
-                kind.attribute()
-            ));
-        }
-    };
-    let step = step.ok_or_else(|| format!("#[{}(..)] does not name the step", kind.attribute()))?;
-    Ok(Annotation { kind, saga, step })
+    let args: StepArgs = syn::parse2(tokens).map_err(|e| split(e, attr.span()))?;
+    Ok(Annotation {
+        kind,
+        saga: last_segment(&args.saga),
+        step: StepRef::Ident(args.step.unraw().to_string()),
+    })
+}
+
+/// Each error of a combined `syn::Error`, at its own span (`fallback` for one without a line).
+fn split(error: syn::Error, fallback: Span) -> Vec<(Span, String)> {
+    error
+        .into_iter()
+        .map(|e| {
+            let span = if e.span().start().line > 0 {
+                e.span()
+            } else {
+                fallback
+            };
+            (span, e.to_string())
+        })
+        .collect()
 }
 
 fn handler_kind(attr: &Attribute) -> Option<HandlerKind> {
@@ -335,66 +279,6 @@ impl<'ast> Visit<'ast> for TypeIdents {
     fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
         self.0.push(segment.ident.to_string());
         syn::visit::visit_path_segment(self, segment);
-    }
-}
-
-/// The body of `saga_service! { .. }`: one or more services.
-struct ServiceBlock(Vec<(Ident, Vec<RouteEntry>)>);
-
-struct RouteEntry {
-    kind: HandlerKind,
-    step: syn::Path,
-    handler: syn::Path,
-    span: Span,
-}
-
-impl Parse for ServiceBlock {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut services = Vec::new();
-        while !input.is_empty() {
-            input.call(Attribute::parse_outer)?;
-            input.parse::<syn::Visibility>()?;
-            let name: Ident = input.parse()?;
-            let content;
-            syn::braced!(content in input);
-            let mut entries = Vec::new();
-            while !content.is_empty() {
-                content.call(Attribute::parse_outer)?;
-                let keyword: Ident = content.parse()?;
-                let kind = match keyword.to_string().as_str() {
-                    "step" => HandlerKind::Step,
-                    "compensate" | "compensation" => HandlerKind::Compensation,
-                    other => {
-                        return Err(syn::Error::new(
-                            keyword.span(),
-                            format!("expected `step` or `compensate`, found `{other}`"),
-                        ));
-                    }
-                };
-                let step: syn::Path = content.parse()?;
-                if step.segments.len() < 2 {
-                    return Err(syn::Error::new(step.span(), "expected `SagaType::Step`"));
-                }
-                content.parse::<Token![=>]>()?;
-                let handler: syn::Path = content.parse()?;
-                entries.push(RouteEntry {
-                    kind,
-                    step,
-                    handler,
-                    span: keyword.span(),
-                });
-                if !content.is_empty() {
-                    content.parse::<Token![,]>()?;
-                }
-            }
-            services.push((name, entries));
-            if input.peek(Token![,]) {
-                input.parse::<Token![,]>()?;
-            } else if input.peek(Token![;]) {
-                input.parse::<Token![;]>()?;
-            }
-        }
-        Ok(ServiceBlock(services))
     }
 }
 
@@ -416,10 +300,7 @@ impl Scanner<'_> {
             has_saga_attribute = true;
             match parse_annotation(attr, kind) {
                 Ok(annotation) => annotations.push(annotation),
-                Err(reason) => self
-                    .out
-                    .problems
-                    .push((Loc::at(self.file, attr.span()), reason)),
+                Err(problems) => self.problems(problems),
             }
         }
         let mut idents = TypeIdents(Vec::new());
@@ -440,60 +321,37 @@ impl Scanner<'_> {
         });
     }
 
-    fn record_saga(&mut self, item: &syn::ItemEnum) {
-        let ident = item.ident.unraw().to_string();
-        let mut wire = ident.clone();
-        for attr in item.attrs.iter().filter(|a| a.path().is_ident("saga")) {
-            let result = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("name") {
-                    wire = lit_str(&meta)?;
-                    Ok(())
-                } else {
-                    skip_unknown(&meta)
-                }
-            });
-            if let Err(e) = result {
-                self.out.problems.push((
-                    Loc::at(self.file, attr.span()),
-                    format!("#[saga(..)] on {ident} cannot be read: {e}"),
-                ));
-            }
+    fn problems(&mut self, problems: Vec<(Span, String)>) {
+        for (span, message) in problems {
+            self.out.problems.push((Loc::at(self.file, span), message));
         }
-        let mut steps = Vec::new();
-        for variant in &item.variants {
-            let step_ident = variant.ident.unraw().to_string();
-            let mut step = StepDecl {
-                wire: step_ident.to_snake_case(),
-                ident: step_ident,
-                compensable: false,
-                loc: Loc::at(self.file, variant.ident.span()),
-            };
-            for attr in variant.attrs.iter().filter(|a| a.path().is_ident("step")) {
-                let result = attr.parse_nested_meta(|meta| {
-                    if meta.path.is_ident("compensable") {
-                        step.compensable = true;
-                        Ok(())
-                    } else if meta.path.is_ident("name") {
-                        step.wire = lit_str(&meta)?;
-                        Ok(())
-                    } else {
-                        skip_unknown(&meta)
-                    }
-                });
-                if let Err(e) = result {
-                    self.out.problems.push((
-                        Loc::at(self.file, attr.span()),
-                        format!("#[step(..)] on {ident}::{} cannot be read: {e}", step.ident),
-                    ));
-                }
+    }
+
+    /// Reads a `#[derive(Saga)]` item with the macro's own parser.
+    fn record_saga(&mut self, input: syn::DeriveInput) {
+        let decl = match saga_tracker_syntax::SagaDecl::from_input(&input) {
+            Ok(decl) => decl,
+            Err(e) => {
+                let problems = split(e, input.ident.span());
+                self.problems(problems);
+                return;
             }
-            steps.push(step);
-        }
+        };
+        let steps = decl
+            .steps
+            .iter()
+            .map(|step| StepDecl {
+                ident: step.ident.unraw().to_string(),
+                wire: step.name.value(),
+                compensable: step.compensable,
+                loc: Loc::at(self.file, step.ident.span()),
+            })
+            .collect();
         self.out.sagas.push(SagaDecl {
-            ident,
-            wire,
+            ident: decl.ident.unraw().to_string(),
+            wire: decl.name.value(),
             steps,
-            loc: Loc::at(self.file, item.ident.span()),
+            loc: Loc::at(self.file, decl.ident.span()),
         });
     }
 }
@@ -512,9 +370,16 @@ impl<'ast> Visit<'ast> for Scanner<'_> {
 
     fn visit_item_enum(&mut self, item: &'ast syn::ItemEnum) {
         if derives_saga(&item.attrs) {
-            self.record_saga(item);
+            self.record_saga(item.clone().into());
         }
         syn::visit::visit_item_enum(self, item);
+    }
+
+    fn visit_item_struct(&mut self, item: &'ast syn::ItemStruct) {
+        if derives_saga(&item.attrs) {
+            self.record_saga(item.clone().into());
+        }
+        syn::visit::visit_item_struct(self, item);
     }
 
     fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
@@ -565,41 +430,30 @@ impl<'ast> Visit<'ast> for Scanner<'_> {
         if last_segment(&mac.path) != "saga_service" {
             return;
         }
-        match mac.parse_body::<ServiceBlock>() {
-            Ok(ServiceBlock(services)) => {
-                for (name, entries) in services {
-                    for entry in entries {
-                        let n = entry.step.segments.len();
-                        let handler = entry
+        match mac.parse_body::<ServiceDecl>() {
+            Ok(service) => {
+                for route in service.routes {
+                    self.out.routes.push(Route {
+                        service: service.ident.unraw().to_string(),
+                        kind: match route.kind {
+                            RouteKind::Step => HandlerKind::Step,
+                            RouteKind::Compensate => HandlerKind::Compensation,
+                        },
+                        saga: last_segment(&route.saga),
+                        step: route.step.unraw().to_string(),
+                        handler: route
                             .handler
                             .segments
                             .iter()
                             .map(|s| s.ident.unraw().to_string())
-                            .collect();
-                        self.out.routes.push(Route {
-                            service: name.unraw().to_string(),
-                            kind: entry.kind,
-                            saga: entry.step.segments[n - 2].ident.unraw().to_string(),
-                            step: entry.step.segments[n - 1].ident.unraw().to_string(),
-                            handler,
-                            loc: Loc::at(self.file, entry.span),
-                        });
-                    }
+                            .collect(),
+                        loc: Loc::at(self.file, route.keyword.span()),
+                    });
                 }
             }
             Err(e) => {
-                let line = e.span().start().line;
-                let loc = if line > 0 {
-                    Loc {
-                        file: self.file.to_path_buf(),
-                        line,
-                    }
-                } else {
-                    Loc::at(self.file, mac.path.span())
-                };
-                self.out
-                    .problems
-                    .push((loc, format!("saga_service! cannot be read: {e}")));
+                let problems = split(e, mac.path.span());
+                self.problems(problems);
             }
         }
     }
@@ -699,5 +553,64 @@ saga_tracker::saga_service! {
         let err = scan_source(Path::new("bad.rs"), vec![], "fn ok() {}\nfn broken( {\n")
             .expect_err("must fail");
         assert!(err.loc.line >= 2, "{err:?}");
+    }
+
+    /// Every trybuild case (tests/ui) goes through this parser: the pass cases and the fail cases marked
+    /// `// syntax: accepted` have no problem; a fail case marked `// syntax: rejected` has some, and the compiler
+    /// reported each of them, with the same message on the same line (the macros use the same parsers).
+    #[test]
+    fn ui_cases_agree_with_the_compiler() {
+        let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ui");
+        let mut checked = 0;
+        for dir in ["pass", "fail"] {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(ui.join(dir))
+                .expect("tests/ui is there")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+                .collect();
+            files.sort();
+            for file in files {
+                let name = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                let source = std::fs::read_to_string(&file).expect("readable");
+                let problems = scan_source(&file, vec![], &source)
+                    .expect("every case is valid Rust")
+                    .problems;
+                let rejected = source.starts_with("// syntax: rejected");
+                assert!(
+                    dir == "pass" || rejected || source.starts_with("// syntax: accepted"),
+                    "{name}: a fail case starts with `// syntax: accepted` or `// syntax: rejected`"
+                );
+                if !rejected {
+                    assert!(
+                        problems.is_empty(),
+                        "{dir}/{name}: the checklist rejects what the compiler's macros accept: {problems:?}"
+                    );
+                } else {
+                    assert!(
+                        !problems.is_empty(),
+                        "{name}: the compiler rejects its syntax, the checklist does not"
+                    );
+                    let stderr = std::fs::read_to_string(file.with_extension("stderr"))
+                        .expect("committed .stderr");
+                    for (loc, message) in &problems {
+                        let expected =
+                            format!("error: {message}\n  --> ui/fail/{name}:{}:", loc.line);
+                        let expected_short =
+                            format!("error: {message}\n --> ui/fail/{name}:{}:", loc.line);
+                        assert!(
+                            stderr.contains(&expected) || stderr.contains(&expected_short),
+                            "{name}: the checklist reports `{message}` at line {}, the compiler does not",
+                            loc.line
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} cases found");
     }
 }

@@ -7,8 +7,8 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{ItemFn, ReturnType, Signature, Type};
 
-use super::args::StepArgs;
 use crate::errors::respan;
+use saga_tracker_syntax::StepArgs;
 
 pub(super) fn wrap(
     rt: &TokenStream,
@@ -18,17 +18,24 @@ pub(super) fn wrap(
     descriptor: &TokenStream,
 ) -> TokenStream {
     let block = &func.block;
+    let mut inferred = InferImplTrait(false);
     let (ret, ret_span) = match &func.sig.output {
         ReturnType::Default => (quote! { () }, func.sig.ident.span()),
         ReturnType::Type(_, ty) => {
             let mut ty = (**ty).clone();
-            InferImplTrait.visit_type_mut(&mut ty);
+            inferred.visit_type_mut(&mut ty);
             (quote! { #ty }, ty.span())
         }
     };
+    let plain_ret = ret.clone();
     // The outcome type is spanned at the return type, so "cannot report failure" points there.
     let ret = quote_spanned! { ret_span=> #ret };
     let classifier = match &args.error_kind {
+        // Checked at the user's expression against the step's error type (unless the return type holds an
+        // `impl Trait`, which cannot be named here).
+        Some(expr) if !inferred.0 => {
+            quote_spanned! { expr.span()=> #rt::error_kind_for::<#plain_ret, _, _>(#expr) }
+        }
         Some(expr) => quote_spanned! { expr.span()=> #rt::ClassifyWith(#expr) },
         None => quote! { #rt::DefaultKind },
     };
@@ -66,11 +73,12 @@ pub(super) fn wrap(
 }
 
 /// `impl Trait` cannot be named in the body: let inference find it (`Result<impl Display, E>` → `Result<_, E>`).
-struct InferImplTrait;
+struct InferImplTrait(bool);
 
 impl VisitMut for InferImplTrait {
     fn visit_type_mut(&mut self, ty: &mut Type) {
         if let Type::ImplTrait(t) = ty {
+            self.0 = true;
             *ty = Type::Infer(syn::TypeInfer {
                 underscore_token: syn::Token![_](t.impl_token.span),
             });
@@ -100,4 +108,25 @@ fn parens(tokens: TokenStream, span: proc_macro2::Span) -> proc_macro2::Group {
     let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, tokens);
     group.set_span(span);
     group
+}
+
+/// The span of a `impl Future<..>` return type (a hand-written async fn), if the signature has one.
+pub(super) fn returns_impl_future(sig: &Signature) -> Option<proc_macro2::Span> {
+    let ReturnType::Type(_, ty) = &sig.output else {
+        return None;
+    };
+    let Type::ImplTrait(t) = &**ty else {
+        return None;
+    };
+    t.bounds
+        .iter()
+        .any(|b| match b {
+            syn::TypeParamBound::Trait(tb) => tb
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Future" || s.ident == "IntoFuture"),
+            _ => false,
+        })
+        .then(|| ty.span())
 }

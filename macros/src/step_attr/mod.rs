@@ -1,15 +1,15 @@
 //! `#[saga_step]` and `#[saga_compensation]`: wrap a handler fn so every call records its saga events.
 
-mod args;
 mod body;
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
+use saga_tracker_syntax::StepArgs;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat};
 
-use crate::errors::Errors;
-use args::StepArgs;
+use crate::errors::{Errors, into_compile_errors, respan};
 
 /// Which attribute.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,36 +35,61 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
         Err(_) => {
             let span = not_a_fn_span(&item);
             errors.push_at(span, format!("#[{attr}] can only be applied to a fn with a body (a free fn, or a method in an impl or trait)"));
-            let mut out = errors.into_compile_errors();
+            let mut out = into_compile_errors(errors);
             out.extend(item);
             return out;
         }
     };
-    let args = args::parse(args, attr, &mut errors);
+    let args = match syn::parse2::<StepArgs>(args) {
+        Ok(args) => Some(args),
+        Err(err) => {
+            errors.push(err);
+            None
+        }
+    };
     if let Some(constness) = &func.sig.constness {
         errors.push_at(
             constness.span,
             format!(
-                "#[{attr}] cannot be applied to a `const fn`: recording a step happens at run time"
+                "#[{attr}] cannot be applied to a `const fn`: recording a step happens at run time; remove `const`"
             ),
         );
     }
-    let saga_id_param = take_saga_id_params(&mut func, &args, &mut errors);
-    let id_source = id_source(&func, &args, saga_id_param.as_ref(), attr, &mut errors);
+    if let Some(track) = func
+        .attrs
+        .iter()
+        .find(|a| a.path().is_ident("track_caller"))
+    {
+        errors.push_at(
+            track.meta.span(),
+            format!(
+                "remove #[track_caller]: the body of a #[{attr}] fn runs inside the step guard (a closure or an async block), where #[track_caller] has no effect"
+            ),
+        );
+    }
+    if func.sig.asyncness.is_none()
+        && let Some(span) = body::returns_impl_future(&func.sig)
+    {
+        errors.push_at(
+            span,
+            format!(
+                "a #[{attr}] fn that returns a future is written as an `async fn`: `async fn {}(..) -> Output`, so the step is recorded when the future completes",
+                func.sig.ident
+            ),
+        );
+    }
+    let saga_id_param = take_saga_id_params(&mut func, args.as_ref(), &mut errors);
+    let id_source = args
+        .as_ref()
+        .and_then(|args| id_source(&func, args, saga_id_param.as_ref(), attr, &mut errors));
 
-    let (Some(saga), Some(step), true) = (args.saga.clone(), args.step.clone(), errors.is_empty())
-    else {
+    let (Some(args), Some(id_source), true) = (args, id_source, errors.is_empty()) else {
         // On an error, still emit the original fn so IDEs keep working.
-        let mut out = errors.into_compile_errors();
+        let mut out = into_compile_errors(errors);
         out.extend(quote! { #func });
         return out;
     };
-    let Some(id_source) = id_source else {
-        let mut out = errors.into_compile_errors();
-        out.extend(quote! { #func });
-        return out;
-    };
-    generate(kind, func, &args, &saga, &step, id_source)
+    generate(kind, func, &args, id_source)
 }
 
 /// Where the saga id of a call comes from.
@@ -97,7 +122,7 @@ fn not_a_fn_span(item: &TokenStream) -> Span {
 /// Removes `#[saga_id]` from parameters; returns the marked parameter's name.
 fn take_saga_id_params(
     func: &mut ItemFn,
-    args: &StepArgs,
+    args: Option<&StepArgs>,
     errors: &mut Errors,
 ) -> Option<syn::Ident> {
     let mut found: Option<syn::Ident> = None;
@@ -124,7 +149,7 @@ fn take_saga_id_params(
                 None
             }
         };
-        if args.saga_id.is_some() {
+        if args.is_some_and(|a| a.saga_id.is_some()) {
             errors.push_at(attr.span(), "two saga id sources: remove either this `#[saga_id]` or `saga_id = ...` in the attribute");
         } else if found.is_some() {
             errors.push_at(attr.span(), "only one parameter can be marked `#[saga_id]`");
@@ -172,64 +197,54 @@ fn id_source(
     Some(IdSource::Context(probes))
 }
 
-fn generate(
-    kind: Kind,
-    mut func: ItemFn,
-    args: &StepArgs,
-    saga: &syn::Path,
-    step: &syn::Ident,
-    id_source: IdSource,
-) -> TokenStream {
+fn generate(kind: Kind, mut func: ItemFn, args: &StepArgs, id_source: IdSource) -> TokenStream {
     let rt = quote! { ::saga_tracker::__private };
+    let saga = &args.saga;
+    let step = &args.step;
     let fn_ident = func.sig.ident.clone();
-    let fn_name = fn_ident.to_string();
+    let fn_name = fn_ident.unraw().to_string();
     let is_method = func.sig.receiver().is_some();
-    // A hidden marker type (same ident, type namespace) lets `saga_service!` check the wiring. Associated fns
-    // (a receiver, `Self` in the signature, or `method`) cannot get one: an impl block holds no structs.
-    let free_fn = !is_method && !args.method && !body::mentions_self(&func.sig);
-    let (kind_tokens, compensation) = match kind {
-        Kind::Step => (quote! { #rt::HandlerKind::Step }, false),
-        Kind::Compensation => (quote! { #rt::HandlerKind::Compensation }, true),
+    // A free fn gets a hidden marker beside it, so `saga_service!` can check the wiring. An associated fn (a
+    // receiver, `Self` in the signature, or `method`) keeps everything inside its body: an impl block holds no
+    // modules.
+    let free_fn = !is_method && args.method.is_none() && !body::mentions_self(&func.sig);
+    let (kind_tokens, handler_trait) = match kind {
+        Kind::Step => (quote! { #rt::HandlerKind::Step }, quote! { StepHandler }),
+        Kind::Compensation => (
+            quote! { #rt::HandlerKind::Compensation },
+            quote! { CompensationHandler },
+        ),
     };
     let line = quote_spanned! { fn_ident.span()=> ::core::line!() };
     let step_span = step.span();
-    let saga_alias = quote! { __SagaTrackerSaga };
+    let saga_span = saga.span();
     let index_const = quote_spanned! { step_span=> __SAGA_TRACKER_STEP_INDEX };
     let desc_const = quote! { __SAGA_TRACKER_DESCRIPTOR };
+    let index_value = respan(quote! { #saga::#step as ::core::primitive::u16 }, step_span);
+    // Spanned at the saga type: "`X` is not a saga declaration" points there.
+    let descriptor_of = respan(quote! { #rt::StepDescriptor::of::<#saga> }, saga_span);
 
     let compensation_check = (kind == Kind::Compensation).then(|| {
-        let saga_str = path_string(saga);
-        let message = format!("step `{saga_str}::{step}` is declared without a compensation, so it cannot have a #[saga_compensation] handler");
-        let label = format!("`{step}` has no compensation in the declaration of `{saga_str}`");
-        let note = format!("mark the step `#[step(compensable)]` in the `{saga_str}` declaration, or use #[saga_step] if this is the step itself");
-        let assertion = crate::errors::respan(quote! { let _ = __saga_tracker_assert::<#saga_alias>; }, step_span);
-        quote! {
-            const _: () = {
-                #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-                trait __SagaTrackerCompensable {}
-                impl<S: ?Sized + #rt::HasCompensation<#index_const>> __SagaTrackerCompensable for S {}
-                fn __saga_tracker_assert<T: ?Sized + __SagaTrackerCompensable>() {}
-                #assertion
-            };
-        }
+        respan(
+            quote! { const _: () = #rt::compensable::<#saga, { #index_const }>(); },
+            step_span,
+        )
     });
 
     let defs = quote! {
-        #[allow(non_camel_case_types)]
-        type #saga_alias = #saga;
-        const #index_const: u16 = #saga_alias::#step as u16;
-        const #desc_const: #rt::StepDescriptor = #rt::StepDescriptor::of::<#saga_alias>(
+        const #index_const: ::core::primitive::u16 = #index_value;
+        const #desc_const: #rt::StepDescriptor = #descriptor_of(
             #index_const, #kind_tokens, ::core::module_path!(), #fn_name, #is_method, ::core::file!(), #line,
         );
-        #[allow(unsafe_code)]
-        const _: () = {
-            #rt::inventory::submit! { #desc_const }
-        };
+        #rt::inventory::submit! { #desc_const }
         #compensation_check
     };
 
+    let marker_mod = format_ident!("__saga_tracker_{}", fn_name);
+    let marker_method = format_ident!("__saga_tracker_{}", fn_name);
+    let marker = quote! { dyn #marker_mod::#fn_ident };
     let descriptor_ref = if free_fn {
-        quote! { <#fn_ident as #rt::HandlerDescriptor>::DESCRIPTOR }
+        quote! { <#marker as #rt::HandlerDescriptor>::DESCRIPTOR }
     } else {
         quote! { &#desc_const }
     };
@@ -253,18 +268,59 @@ fn generate(
         return quote! { #func };
     }
     let vis = &func.vis;
+    let generic = func
+        .sig
+        .generics
+        .params
+        .iter()
+        .any(|p| !matches!(p, syn::GenericParam::Lifetime(_)));
+    let handler_type = if generic {
+        quote! { ::core::option::Option::None }
+    } else {
+        quote! { ::core::option::Option::Some(#rt::type_id_of_val(&#fn_ident)) }
+    };
+    // Spanned at the saga type: "`X` is not a saga declaration" points there.
+    let handler_impl = respan(
+        quote! { impl #rt::#handler_trait<#saga, { #index_const }> for #marker {} },
+        saga_span,
+    );
     quote! {
         #func
 
+        // The marker `saga_service!` looks for: a trait named like the fn, in a hidden module, re-exported by a
+        // glob import (any item of the user's with that name shadows it, so it takes no name), implemented
+        // for `HandlerProbe`.
         #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code, missing_docs)]
-        #vis struct #fn_ident {}
+        #[allow(non_snake_case, missing_docs)]
+        #vis mod #marker_mod {
+            #[allow(non_camel_case_types)]
+            pub trait #fn_ident {
+                #[doc(hidden)]
+                fn #marker_method(&self) -> ::saga_tracker::__private::Marked<dyn #fn_ident>;
+            }
+        }
+        // By name, so it travels with every import of the fn; anonymously too, so it is in scope (and in
+        // glob imports of this module) even where a user's item of the same name shadows it.
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        #vis use #marker_mod::*;
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        #vis use #marker_mod::#fn_ident as _;
 
         const _: () = {
             #defs
-            impl #rt::StepHandler<#saga_alias, #index_const, #compensation> for #fn_ident {}
-            impl #rt::HandlerDescriptor for #fn_ident {
+            impl #marker_mod::#fn_ident for #rt::HandlerProbe {
+                fn #marker_method(&self) -> #rt::Marked<#marker> {
+                    #rt::Marked::NEW
+                }
+            }
+            #handler_impl
+            impl #rt::HandlerDescriptor for #marker {
                 const DESCRIPTOR: &'static #rt::StepDescriptor = &#desc_const;
+                fn handler_type() -> ::core::option::Option<::core::any::TypeId> {
+                    #handler_type
+                }
             }
         };
     }
@@ -305,17 +361,8 @@ fn ids_tokens(
     }
     for (key, expr) in &args.metadata {
         let key = key.to_string();
-        ids = quote! { #ids.metadata(#key, &(#expr)) };
+        let value = quote_spanned! { expr.span()=> #rt::metadata_value(&(#expr)) };
+        ids = quote! { #ids.metadata(#key, #value) };
     }
     ids
-}
-
-fn path_string(path: &syn::Path) -> String {
-    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-    let joined = segments.join("::");
-    if path.leading_colon.is_some() {
-        format!("::{joined}")
-    } else {
-        joined
-    }
 }

@@ -1,3 +1,4 @@
+// syntax: rejected
 use saga_tracker::Saga;
 
 #[derive(Saga)]

@@ -1,3 +1,4 @@
+// syntax: accepted
 use saga_tracker::{Saga, saga_step};
 
 #[derive(Saga)]
