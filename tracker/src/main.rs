@@ -1,6 +1,6 @@
 //! `saga-tracker-service`: the binary. Configuration by flags and environment; see `--help`.
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use saga_tracker_service::{Config, Service};
 
 #[tokio::main]
@@ -10,7 +10,17 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Config::parse();
+    let matches = Config::command().get_matches();
+    let config = match Config::from_arg_matches(&matches) {
+        Ok(config) => config,
+        Err(e) => e.exit(),
+    };
+    for flag in saga_tracker_service::config::secrets_on_command_line(&matches) {
+        tracing::warn!(
+            "{flag} is given on the command line, where every user of this host can read it \
+             (/proc/PID/cmdline); use {flag}-file or the environment variable instead"
+        );
+    }
     match Service::start(config).await {
         Ok(service) => {
             service.run_until(shutdown_signal()).await;
