@@ -44,7 +44,6 @@ async fn bad_requests_are_json_400s_before_the_database() {
         "/api/v1/sagas?limit=".to_owned(),
         "/api/v1/sagas?type=".to_owned(),
         "/api/v1/sagas?type=a&type=b".to_owned(),
-        "/api/v1/sagas?from=0000-01-01T00:00:00Z".to_owned(),
         format!("/api/v1/sagas?cursor={far_past}"),
         format!("/api/v1/sagas?cursor={nul_cursor}"),
         "/api/v1/sagas/saga%00one".to_owned(),
@@ -68,6 +67,13 @@ async fn bad_requests_are_json_400s_before_the_database() {
         Some(1)
     );
     assert_eq!(checked.json(&api, "/api/v1/sagas/%E2%9C%93").await.0, 404);
+    let empty = checked
+        .ok(
+            &api,
+            "/api/v1/sagas?from=2025-01-01T00:00:00Z&to=0000-01-01T00:00:00Z",
+        )
+        .await;
+    assert_eq!(empty["items"], serde_json::json!([]), "an empty range");
     // nothing above reached the database as an error
     assert_eq!(service.metrics().errors_total("database"), 0);
     // a method the route does not have is a JSON 405

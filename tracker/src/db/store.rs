@@ -80,22 +80,39 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The opaque text form: hex of `{micros}:{saga_id}`.
+    /// The shape of every cursor [`Cursor::decode`] accepts (the OpenAPI document's `pattern`): microseconds
+    /// since the epoch (at most 17 digits, so years -1200 to 5100, all of which PostgreSQL holds), `_`, and the
+    /// saga id in lowercase hex without a zero byte. Empty is no cursor.
+    pub const PATTERN: &'static str = "^(-?[0-9]{1,17}_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$";
+
+    /// The opaque text form: `{micros}_{hex of the saga id}`.
     pub fn encode(&self) -> String {
-        hex::encode(format!(
-            "{}:{}",
+        format!(
+            "{}_{}",
             self.started_at.timestamp_micros(),
-            self.saga_id
-        ))
+            hex::encode(&self.saga_id)
+        )
     }
 
-    /// Parses [`Cursor::encode`]'s output.
+    /// Parses any text of the shape [`Cursor::PATTERN`] (non-empty): a position between sagas. An id that is not
+    /// UTF-8 is read with replacement characters (still a position); no accepted cursor can make the database
+    /// fail.
     pub fn decode(s: &str) -> Option<Cursor> {
-        let text = String::from_utf8(hex::decode(s).ok()?).ok()?;
-        let (micros, saga_id) = text.split_once(':')?;
+        let (micros, id) = s.split_once('_')?;
+        let digits = micros.strip_prefix('-').unwrap_or(micros);
+        if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let bytes = hex::decode(id).ok()?;
+        if bytes.contains(&0) {
+            return None;
+        }
         Some(Cursor {
             started_at: DateTime::from_timestamp_micros(i64::from_str(micros).ok()?)?,
-            saga_id: saga_id.to_owned(),
+            saga_id: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
 }
