@@ -5,22 +5,20 @@
 //! encoding, schema `schemas/SagaTracker.avsc`), keyed by saga id, with the OpenTelemetry trace id attached.
 //!
 //! The pieces:
-//! - [`SagaEvent`], [`StepStatus`], [`StepError`]: the event model (`event`).
-//! - [`codec`]: Avro encode/decode, byte-exact with the golden vectors.
+//! - [`SagaEvent`], [`StepStatus`], [`StepError`]: the event model (`event`), and
+//! - [`codec`]: Avro encode/decode, byte-exact with the golden vectors — both from `saga-tracker-core`,
+//!   re-exported here (tools that only decode depend on that crate alone).
 //! - [`Tracker`]: records [`Transition`]s without waiting on the network; [`init`] installs the process default.
 //! - [`sink`]: [`KafkaSink`], [`MemorySink`], [`JsonLinesSink`] behind the [`Sink`] trait.
 //! - [`spool`]: failed deliveries kept on disk until [`Tracker::replay_spool`] gets them acknowledged.
 #![warn(missing_docs)]
 
-pub mod codec;
-mod decimal;
-pub mod event;
+pub use saga_tracker_core::{bounds, codec, event, schema};
 pub mod id;
 pub mod otel;
 mod priority;
 pub mod registry;
 pub mod saga;
-pub mod schema;
 pub mod sink;
 pub mod spool;
 pub mod stats;

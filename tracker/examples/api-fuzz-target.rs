@@ -13,7 +13,7 @@ use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use saga_tracker::{SagaEvent, StepError, StepStatus};
+use saga_tracker_core::{SagaEvent, StepError, StepStatus};
 use saga_tracker_service::{Assignment, Config, Service};
 
 /// The flags.
@@ -121,7 +121,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .send(
                 FutureRecord::to(TOPIC)
                     .key(&e.saga_id)
-                    .payload(&saga_tracker::codec::encode(e)),
+                    .payload(&saga_tracker_core::codec::encode(e)),
                 Duration::from_secs(10),
             )
             .await

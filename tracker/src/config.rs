@@ -97,6 +97,10 @@ pub struct Config {
     /// How often the database-backed gauges (sagas per state, stuck sagas) are refreshed, in milliseconds.
     #[arg(long, env = "TRACKER_METRICS_REFRESH_MS", default_value_t = 5000)]
     pub metrics_refresh_ms: u64,
+    /// A partition whose messages wait without ingestion progress for this many seconds is reported stalled
+    /// (`saga_tracker_partition_stalled`, `/healthz` degraded).
+    #[arg(long, env = "TRACKER_STALL_AFTER_SECONDS", default_value_t = 60)]
+    pub stall_after_seconds: u64,
 }
 
 /// The secret flags, for [`secrets_on_command_line`].
@@ -175,6 +179,7 @@ impl Config {
             metrics_max_saga_types: LabelLimits::DEFAULT.max_saga_types,
             metrics_max_steps: LabelLimits::DEFAULT.max_steps,
             metrics_refresh_ms: 5000,
+            stall_after_seconds: 60,
         }
     }
 
@@ -202,6 +207,11 @@ impl Config {
             max_saga_types: self.metrics_max_saga_types,
             max_steps: self.metrics_max_steps,
         }
+    }
+
+    /// How long messages may wait without progress before their partition counts as stalled.
+    pub fn stall_after(&self) -> Duration {
+        Duration::from_secs(self.stall_after_seconds)
     }
 
     /// How long a saga may be silent before it counts as stuck.

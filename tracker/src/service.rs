@@ -63,7 +63,7 @@ impl Service {
             config.database_max_connections,
         )
         .await?;
-        let metrics = Arc::new(Metrics::new(config.label_limits()));
+        let metrics = Arc::new(Metrics::new(config.label_limits(), config.stall_after()));
         metrics.set_stuck_after(config.stuck_after().as_secs());
         let dlq = DlqProducer::new(
             &config.kafka_brokers,

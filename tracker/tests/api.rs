@@ -4,7 +4,7 @@ mod common;
 
 use common::conformance::Conformance;
 use common::{Api, SagaBuilder, TestDb, TestKafka, eventually, wait_for_events};
-use saga_tracker::StepStatus::*;
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::Service;
 use serde_json::Value;
 
@@ -164,6 +164,8 @@ async fn ingest_and_query_every_endpoint() {
     );
     let stats = ok("/api/v1/stats").await;
     assert_eq!(ok("/healthz").await["status"], "ok");
+    assert_eq!(ok("/livez").await["status"], "ok");
+    assert_eq!(ok("/readyz").await["status"], "ok");
     let doc = ok("/api/v1/openapi.json").await;
 
     // errors: each a 400 in the documented shape

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{Api, SagaBuilder, TestDb, TestKafka, eventually, wait_for_events};
-use saga_tracker::StepStatus::*;
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::Service;
 
 fn deploy_file(path: &str) -> String {

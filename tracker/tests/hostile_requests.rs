@@ -6,7 +6,7 @@ mod common;
 
 use common::conformance::Conformance;
 use common::{Api, SagaBuilder, TestDb, TestKafka, eventually, wait_for_events};
-use saga_tracker::StepStatus::*;
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::Service;
 use saga_tracker_service::api::model::Cursor;
 

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 pub use crate::db::model::{EventRow, SagaRow, SagaState};
 pub use crate::db::timeline::TimelineEntry;
 pub use crate::db::{Cursor, SagaPage};
-pub use saga_tracker::StepStatus;
+pub use saga_tracker_core::StepStatus;
 
 /// Page size when `limit` is absent.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -52,6 +52,29 @@ pub struct Stats {
     pub dlq_since_start: u64,
     /// Summed consumer lag over partitions; absent until librdkafka reported statistics.
     pub consumer_lag: Option<i64>,
+}
+
+/// `/healthz`, `/livez`, `/readyz` when the service answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` (`/healthz` only).
+    #[schema(pattern = "^(ok|degraded)$")]
+    pub status: String,
+    /// Why the service is degraded (present when `status` is `degraded`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// `/healthz`, `/readyz` when the database does not answer (503).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Unavailable {
+    /// `unavailable`.
+    #[schema(pattern = "^unavailable$")]
+    pub status: String,
+    /// `database_unavailable`.
+    pub error: ErrorCode,
+    /// What the database said.
+    pub message: String,
 }
 
 /// The error codes of [`ErrorBody`].

@@ -7,7 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model::{
-    ErrorBody, ErrorCode, EventRow, SagaPage, SagaRow, SagaState, Stats, Timeline, TimelineEntry,
+    ErrorBody, ErrorCode, EventRow, Health, SagaPage, SagaRow, SagaState, Stats, Timeline,
+    TimelineEntry, Unavailable,
 };
 use super::routes;
 
@@ -19,6 +20,8 @@ use super::routes;
     ),
     paths(
         routes::healthz,
+        routes::livez,
+        routes::readyz,
         routes::metrics,
         routes::list_sagas,
         routes::get_saga,
@@ -27,7 +30,7 @@ use super::routes;
         routes::openapi
     ),
     components(schemas(
-        ErrorBody, ErrorCode, SagaState, SagaRow, EventRow, TimelineEntry, Timeline, SagaPage, Stats
+        ErrorBody, ErrorCode, Health, Unavailable, SagaState, SagaRow, EventRow, TimelineEntry, Timeline, SagaPage, Stats
     )),
     modifiers(&BearerScheme)
 )]

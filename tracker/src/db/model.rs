@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use saga_tracker::StepStatus;
+use saga_tracker_core::StepStatus;
 use serde::{Deserialize, Serialize};
 use sqlx::Postgres;
 use sqlx::encode::IsNull;

@@ -4,7 +4,7 @@
 //! (the producers' clocks disagree), to the saga's last `FAILED` event. Every `FAILED` event lists the
 //! compensation events linked to it, so the path failure → compensations is explicit in both directions.
 
-use saga_tracker::StepStatus;
+use saga_tracker_core::StepStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

@@ -20,9 +20,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use saga_tracker::SagaEvent;
+use saga_tracker_core::SagaEvent;
 
 use crate::db::SagaState;
+use crate::ingest::stall::StallWatch;
 pub use labels::{LabelLimits, OTHER};
 
 /// Events stored (new, not duplicates), by saga type, step and status.
@@ -48,8 +49,13 @@ pub const DATABASE_UP: &str = "saga_tracker_database_up";
 /// Events whose `saga_type` or `step` label value was over the cap (reported as `other`), by label.
 pub const LABEL_VALUES_DROPPED: &str = "saga_tracker_metric_label_values_dropped_total";
 
+/// 1 for a partition whose messages wait without progress for `--stall-after-seconds` (see [`StallWatch`]).
+pub const PARTITION_STALLED: &str = "saga_tracker_partition_stalled";
+
 /// Every metric name a scrape shows (counters with their `_total`); histograms add `_bucket`, `_sum`, `_count`.
-pub const ALL: [&str; 11] = [
+/// `saga_tracker_partition_stalled` has a sample per partition once ingestion has seen it.
+pub const ALL: [&str; 12] = [
+    PARTITION_STALLED,
     EVENTS_INGESTED,
     EVENTS_DUPLICATE,
     SAGAS,
@@ -133,6 +139,8 @@ pub struct Metrics {
     stuck_after: Gauge,
     database_up: Gauge,
     dropped: Family<LabelLabels, Counter>,
+    stalled: Family<LagLabels, Gauge>,
+    stall: StallWatch,
     admitted: Mutex<labels::Admitted>,
     ingested_total: AtomicU64,
     dlq_total: AtomicU64,
@@ -151,13 +159,14 @@ impl fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new(LabelLimits::DEFAULT)
+        Metrics::new(LabelLimits::DEFAULT, StallWatch::default().after())
     }
 }
 
 impl Metrics {
-    /// Metrics whose `saga_type`/`step` labels are capped by `limits`.
-    pub fn new(limits: LabelLimits) -> Self {
+    /// Metrics whose `saga_type`/`step` labels are capped by `limits`, and whose stall watch reports a
+    /// partition stalled after `stall_after` without progress.
+    pub fn new(limits: LabelLimits, stall_after: std::time::Duration) -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
             ingested: Family::default(),
@@ -171,6 +180,8 @@ impl Metrics {
             stuck_after: Gauge::default(),
             database_up: Gauge::default(),
             dropped: Family::default(),
+            stalled: Family::default(),
+            stall: StallWatch::new(stall_after),
             admitted: Mutex::new(labels::Admitted::new(limits)),
             ingested_total: AtomicU64::new(0),
             dlq_total: AtomicU64::new(0),
@@ -234,6 +245,11 @@ impl Metrics {
             "Events whose saga_type or step label value was over the cap and reported as other",
             m.dropped.clone(),
         );
+        registry.register(
+            PARTITION_STALLED,
+            "1 when messages wait in the partition and ingestion made no progress on it for the stall threshold",
+            m.stalled.clone(),
+        );
         // Series that exist from the start, so rate() and absent() have something to look at.
         for kind in ERROR_KINDS {
             drop(m.errors.get_or_create(&KindLabels { kind }));
@@ -247,6 +263,16 @@ impl Metrics {
             reason: "none".into(),
         }));
         Metrics { registry, ..m }
+    }
+
+    /// Metrics with the default label caps and the given stall threshold.
+    pub fn with_stall_after(stall_after: std::time::Duration) -> Metrics {
+        Metrics::new(LabelLimits::DEFAULT, stall_after)
+    }
+
+    /// Progress per partition.
+    pub fn stall(&self) -> &StallWatch {
+        &self.stall
     }
 
     /// Counts a newly stored event and observes its duration.
@@ -367,6 +393,11 @@ impl Metrics {
 
     /// The text exposition (no database query: the database gauges are refreshed in the background).
     pub fn render(&self) -> String {
+        for ((topic, partition), stalled) in self.stall.partitions() {
+            self.stalled
+                .get_or_create(&LagLabels { topic, partition })
+                .set(i64::from(stalled));
+        }
         let mut out = String::with_capacity(8192);
         if let Err(e) =
             prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
@@ -402,7 +433,7 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_escapes() {
         let m = Metrics::default();
-        let mut e = saga_tracker::testing::sample_event();
+        let mut e = saga_tracker_core::testing::sample_event();
         e.step = "we\"ird\\step\n".into();
         e.duration_micros = Some(20_000);
         m.event_stored(&e);
@@ -455,13 +486,13 @@ mod tests {
     #[test]
     fn twenty_thousand_step_names_keep_the_exposition_small() {
         let m = Metrics::default();
-        let mut e = saga_tracker::testing::sample_event();
+        let mut e = saga_tracker_core::testing::sample_event();
         for i in 0..20_000 {
             e.step = format!("step-{i}");
-            e.status = saga_tracker::StepStatus::Started;
+            e.status = saga_tracker_core::StepStatus::Started;
             e.duration_micros = None;
             m.event_stored(&e);
-            e.status = saga_tracker::StepStatus::Succeeded;
+            e.status = saga_tracker_core::StepStatus::Succeeded;
             e.duration_micros = Some(1_000 + i);
             m.event_stored(&e);
         }
