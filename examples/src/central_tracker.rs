@@ -7,24 +7,21 @@
 //! (unless `--keep-tracker-data`).
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use serde::Deserialize;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use uuid::Uuid;
 
+use saga_tracker_service::api::model::{SagaRow, Stats, Timeline};
 use saga_tracker_service::{Assignment, Config, Service, StartError, StoreError};
 
 use crate::DemoError;
 use crate::bus::{Kafka, Offsets, TRACKER_TOPIC};
-use crate::report::summary::ms;
-use crate::report::table::Table;
+use crate::report::tracker::TrackerReport;
 
 /// The database when neither `--database-url` nor `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -32,6 +29,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test"
 pub const DATABASE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the service gets to store every event of the run once the demo has read them back.
 pub const INGEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the demo waits for `/metrics` to show the sagas the API shows (the gauges refresh every 200 ms).
+const METRICS_REFRESH_WAIT: Duration = Duration::from_secs(10);
 /// How long one API request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -98,6 +97,7 @@ impl InProcessTracker {
         config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         config.batch_linger_ms = 20;
         config.stats_interval_ms = 1000;
+        config.metrics_refresh_ms = 200;
         config.kafka_properties = vec![("log_level".to_owned(), "3".to_owned())];
         let service = Service::start(config).await.map_err(|e| match e {
             StartError::Store(StoreError::Url(_) | StoreError::Connect(_)) => {
@@ -141,14 +141,10 @@ impl InProcessTracker {
         let ids: Vec<Uuid> = event_ids.iter().copied().collect();
         let started = Instant::now();
         loop {
-            let stored: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM saga_events WHERE event_id = ANY($1)")
-                    .bind(&ids)
-                    .fetch_one(self.service.store().pool())
-                    .await
-                    .map_err(|e| {
-                        DemoError::TrackerService(format!("counting stored events: {e}"))
-                    })?;
+            let stored =
+                self.service.store().count_stored(&ids).await.map_err(|e| {
+                    DemoError::TrackerService(format!("counting stored events: {e}"))
+                })?;
             if stored >= ids.len() as i64 {
                 return Ok(started.elapsed());
             }
@@ -202,11 +198,21 @@ impl InProcessTracker {
         ingest_wait: Duration,
         run_events: usize,
     ) -> Result<TrackerReport, DemoError> {
-        let saga: ApiSaga = self.get_json(&format!("/api/v1/sagas/{saga_id}")).await?;
-        let timeline: ApiTimeline = self
+        let saga: SagaRow = self.get_json(&format!("/api/v1/sagas/{saga_id}")).await?;
+        let timeline: Timeline = self
             .get_json(&format!("/api/v1/sagas/{saga_id}/timeline"))
             .await?;
-        let metrics = self.get("/metrics").await?;
+        // The service refreshes its database-backed gauges in the background: wait until they count every
+        // saga the API counts, so the excerpt agrees with the timeline above it.
+        let stats: Stats = self.get_json("/api/v1/stats").await?;
+        let deadline = Instant::now() + METRICS_REFRESH_WAIT;
+        let metrics = loop {
+            let metrics = self.get("/metrics").await?;
+            if sagas_in(&metrics) == stats.sagas_total || Instant::now() >= deadline {
+                break metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         Ok(TrackerReport {
             api_url: self.base_url.clone(),
             schema: self.schema.clone(),
@@ -223,22 +229,13 @@ impl InProcessTracker {
     pub async fn stop(self, keep_data: bool) -> Result<bool, DemoError> {
         let store = self.service.store().clone();
         self.service.shutdown().await;
-        let result = if keep_data {
-            Ok(true)
-        } else {
-            sqlx::query(&format!(
-                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-                self.schema
-            ))
-            .execute(store.pool())
-            .await
-            .map(|_| false)
-            .map_err(|e| {
-                DemoError::TrackerService(format!("cannot drop schema {}: {e}", self.schema))
-            })
-        };
-        store.pool().close().await;
-        result
+        if keep_data {
+            store.pool().close().await;
+            return Ok(true);
+        }
+        store.drop_schema().await.map(|_| false).map_err(|e| {
+            DemoError::TrackerService(format!("cannot drop schema {}: {e}", self.schema))
+        })
     }
 }
 
@@ -290,6 +287,15 @@ fn commit_start_offsets(brokers: &str, group: &str, start: &Offsets) -> Result<(
     consumer.commit(&offsets, CommitMode::Sync).map_err(error)
 }
 
+/// The sum of the `saga_tracker_sagas` gauges.
+fn sagas_in(text: &str) -> i64 {
+    use saga_tracker_service::metrics::SAGAS;
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{SAGAS}{{")))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<i64>().ok())
+        .sum()
+}
+
 /// The `/metrics` lines a person looks at first: events ingested (and their total) and sagas per state.
 fn headline_metrics(text: &str) -> Vec<String> {
     use saga_tracker_service::metrics::{EVENTS_INGESTED, SAGAS};
@@ -316,182 +322,6 @@ fn headline_metrics(text: &str) -> Vec<String> {
             .map(str::to_owned),
     );
     lines
-}
-
-/// A saga as `GET /api/v1/sagas/{id}` serves it (the fields the demo shows).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ApiSaga {
-    /// The saga instance.
-    pub saga_id: String,
-    /// The saga type.
-    pub saga_type: String,
-    /// The derived state, e.g. `COMPENSATED`.
-    pub status: String,
-    /// The business order id.
-    pub order_id: Option<String>,
-    /// The step whose failure made the saga fail.
-    pub failed_step: Option<String>,
-    /// Compensations started and not finished.
-    pub pending_compensations: Vec<String>,
-    /// Every service that recorded an event.
-    pub services: Vec<String>,
-    /// How many events the saga has.
-    pub event_count: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct ApiTimeline {
-    events: Vec<ApiEvent>,
-}
-
-/// One entry of `GET /api/v1/sagas/{id}/timeline`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ApiEvent {
-    /// The event id (the one the producer recorded).
-    pub event_id: Uuid,
-    /// The step.
-    pub step: String,
-    /// The status, e.g. `FAILED`.
-    pub status: String,
-    /// Which attempt.
-    pub attempt: i32,
-    /// The recording service.
-    pub service: String,
-    /// When it happened (producer clock).
-    pub recorded_at: DateTime<Utc>,
-    /// How long the handler ran.
-    pub duration_micros: Option<i64>,
-    /// The error kind, on failures.
-    pub error_kind: Option<String>,
-    /// The error message, on failures.
-    pub error_message: Option<String>,
-    /// On a compensation: the failure that triggered it.
-    #[serde(default)]
-    pub triggered_by: Option<Uuid>,
-    /// On a failure: the compensations it triggered.
-    #[serde(default)]
-    pub triggered_compensations: Vec<Uuid>,
-}
-
-/// What the tracker service said about the run.
-#[derive(Debug, Clone)]
-pub struct TrackerReport {
-    /// The API's base URL (gone once the demo ends).
-    pub api_url: String,
-    /// The PostgreSQL schema the service stored into.
-    pub schema: String,
-    /// Events of this run the service stored.
-    pub run_events: usize,
-    /// How long the demo waited for the service to store them after reading them back.
-    pub ingest_wait: Duration,
-    /// `GET /api/v1/sagas/{id}` of the shown saga.
-    pub saga: ApiSaga,
-    /// `GET /api/v1/sagas/{id}/timeline` of the shown saga.
-    pub timeline: Vec<ApiEvent>,
-    /// Headline `/metrics` lines.
-    pub metrics_lines: Vec<String>,
-    /// Whether the schema was kept (`--keep-tracker-data`) rather than dropped.
-    pub kept: bool,
-}
-
-impl TrackerReport {
-    /// The tracker section of the printed report.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let s = &self.saga;
-        let _ = writeln!(
-            out,
-            "Tracker service (in-process saga-tracker-service, API {}, schema {}): stored all {} events of this run ({:.2} s after read-back)",
-            self.api_url,
-            self.schema,
-            self.run_events,
-            self.ingest_wait.as_secs_f64()
-        );
-        let _ = writeln!(
-            out,
-            "Timeline of {} as served by GET {}/api/v1/sagas/{}/timeline",
-            s.saga_id, self.api_url, s.saga_id
-        );
-        let _ = writeln!(
-            out,
-            "  derived state {} (failed step {}, pending compensations {}), {} events from {}",
-            s.status,
-            s.failed_step.as_deref().unwrap_or("-"),
-            if s.pending_compensations.is_empty() {
-                "none".to_owned()
-            } else {
-                s.pending_compensations.join(", ")
-            },
-            s.event_count,
-            s.services.join(", ")
-        );
-        let first = self.timeline.first().map(|e| e.recorded_at);
-        let index_of = |id: &Uuid| {
-            self.timeline
-                .iter()
-                .position(|e| e.event_id == *id)
-                .map_or_else(|| "?".to_owned(), |i| format!("#{}", i + 1))
-        };
-        let mut table = Table::new(&[
-            "#", "offset", "service", "step", "status", "duration", "error", "link",
-        ])
-        .right(0)
-        .right(1)
-        .right(5);
-        for (i, e) in self.timeline.iter().enumerate() {
-            let offset = first
-                .and_then(|f| (e.recorded_at - f).num_microseconds())
-                .unwrap_or(0);
-            let error = match (&e.error_kind, &e.error_message) {
-                (Some(kind), Some(message)) => format!("{kind}: {message}"),
-                (Some(text), None) | (None, Some(text)) => text.clone(),
-                (None, None) => "-".to_owned(),
-            };
-            let link = if !e.triggered_compensations.is_empty() {
-                format!(
-                    "triggered {}",
-                    e.triggered_compensations
-                        .iter()
-                        .map(index_of)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            } else if let Some(by) = &e.triggered_by {
-                format!("compensates failure {}", index_of(by))
-            } else {
-                "-".to_owned()
-            };
-            table.row(vec![
-                format!("{}", i + 1),
-                format!("+{}", ms(offset)),
-                e.service.clone(),
-                e.step.clone(),
-                e.status.clone(),
-                e.duration_micros.map_or_else(|| "-".to_owned(), ms),
-                error,
-                link,
-            ]);
-        }
-        out.push_str(&table.render(2));
-        let _ = writeln!(out, "Metrics (GET {}/metrics, excerpt):", self.api_url);
-        for line in &self.metrics_lines {
-            let _ = writeln!(out, "  {line}");
-        }
-        if self.kept {
-            let _ = writeln!(
-                out,
-                "Tracker data kept in schema {} (--keep-tracker-data); the service has stopped.",
-                self.schema
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "Tracker service stopped; schema {} dropped.",
-                self.schema
-            );
-        }
-        out
-    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use saga_tracker::SagaEvent;
+use saga_tracker::StepStatus;
 use saga_tracker::testing::TestKafka;
 use saga_tracker_examples::bus::all_topics;
 use saga_tracker_examples::central_tracker::{DEFAULT_DATABASE_URL, TrackerOptions};
 use saga_tracker_examples::orchestrator::Fate;
 use saga_tracker_examples::{BrokerChoice, DemoConfig, DemoOutcome, RunReport, run};
+use saga_tracker_service::api::model::SagaState;
 
 const BIN: &str = env!("CARGO_BIN_EXE_order-saga-demo");
 
@@ -98,7 +100,7 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
         .find(|p| p.saga_id == saga_id)
         .expect("a saga of this run");
     assert_eq!(plan.fate, Fate::FailAtPayment, "{saga_id}");
-    assert_eq!(tracker.saga.status, "COMPENSATED");
+    assert_eq!(tracker.saga.status, SagaState::Compensated);
     assert_eq!(tracker.saga.failed_step.as_deref(), Some("charge_payment"));
     assert!(tracker.saga.pending_compensations.is_empty());
 
@@ -107,15 +109,16 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
     for event in report.events.iter().filter(|e| e.saga_id == saga_id) {
         from_kafka.insert(event.event_id, event);
     }
-    let api_ids: Vec<uuid::Uuid> = tracker.timeline.iter().map(|e| e.event_id).collect();
+    let api_ids: Vec<uuid::Uuid> = tracker.timeline.iter().map(|e| e.event.event_id).collect();
     assert_eq!(
         api_ids.iter().copied().collect::<BTreeSet<_>>(),
         from_kafka.keys().copied().collect::<BTreeSet<_>>(),
         "event ids"
     );
     assert_eq!(api_ids.len(), from_kafka.len(), "no event twice");
-    assert_eq!(tracker.saga.event_count, from_kafka.len() as i64);
-    for api in &tracker.timeline {
+    assert_eq!(tracker.saga.event_count as usize, from_kafka.len());
+    for entry in &tracker.timeline {
+        let api = &entry.event;
         let kafka = from_kafka[&api.event_id];
         assert_eq!(
             api.recorded_at.timestamp_micros(),
@@ -125,7 +128,7 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
         );
         assert_eq!(
             (&api.step, &api.status, &api.service),
-            (&kafka.step, &kafka.status.to_string(), &kafka.service)
+            (&kafka.step, &kafka.status, &kafka.service)
         );
         assert_eq!(api.duration_micros, kafka.duration_micros);
         assert_eq!(
@@ -136,7 +139,7 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
     let times: Vec<i64> = tracker
         .timeline
         .iter()
-        .map(|e| e.recorded_at.timestamp_micros())
+        .map(|e| e.event.recorded_at.timestamp_micros())
         .collect();
     let mut sorted = times.clone();
     sorted.sort_unstable();
@@ -146,13 +149,13 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
     let failed = tracker
         .timeline
         .iter()
-        .find(|e| e.status == "FAILED")
+        .find(|e| e.event.status == StepStatus::Failed)
         .expect("a FAILED event");
     let compensations: Vec<uuid::Uuid> = tracker
         .timeline
         .iter()
-        .filter(|e| e.status.starts_with("COMPENSAT"))
-        .map(|e| e.event_id)
+        .filter(|e| e.event.status.is_compensation())
+        .map(|e| e.event.event_id)
         .collect();
     assert_eq!(
         compensations.len(),
@@ -164,8 +167,8 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
         tracker
             .timeline
             .iter()
-            .filter(|e| e.status.starts_with("COMPENSAT"))
-            .all(|e| e.triggered_by == Some(failed.event_id))
+            .filter(|e| e.event.status.is_compensation())
+            .all(|e| e.triggered_by == Some(failed.event.event_id))
     );
 
     // Every event of the run was stored; the metrics say so too.

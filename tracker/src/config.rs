@@ -1,9 +1,13 @@
 //! Service configuration: flags and environment variables (`DATABASE_URL`, `KAFKA_BROKERS`, ...).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser, ValueEnum};
+
+use crate::metrics::LabelLimits;
 
 /// How the consumer gets its partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -62,10 +66,11 @@ pub struct Config {
     /// How long to wait for more messages before writing a partial batch, in milliseconds.
     #[arg(long, env = "TRACKER_BATCH_LINGER_MS", default_value_t = 50)]
     pub batch_linger_ms: u64,
-    /// Address of the HTTP API and `/metrics`.
-    #[arg(long, env = "TRACKER_LISTEN", default_value = "0.0.0.0:8080")]
+    /// Address of the HTTP API and `/metrics` (loopback by default; `0.0.0.0:8080` to serve other hosts).
+    #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// When set, every route but `/healthz`, `/livez`, `/readyz` and `/metrics` requires `Authorization: Bearer <token>`.
+    /// When set, every route but `/healthz` and `/metrics` requires `Authorization: Bearer <token>`. Prefer
+    /// `--api-token-file` or the environment: a command line is readable by every user of the host.
     #[arg(long, env = "TRACKER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
     /// A saga that is not terminal and has recorded nothing for this many minutes counts as stuck.
@@ -74,10 +79,72 @@ pub struct Config {
     /// How often librdkafka reports statistics (consumer lag), in milliseconds.
     #[arg(long, env = "TRACKER_STATS_INTERVAL_MS", default_value_t = 5000)]
     pub stats_interval_ms: u64,
+    /// A file holding the API token (first line; trailing whitespace ignored). Exclusive with `--api-token`.
+    #[arg(long, env = "TRACKER_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>` (Prometheus: `authorization` in the scrape
+    /// configuration). Prefer `--metrics-token-file` or the environment.
+    #[arg(long, env = "TRACKER_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// A file holding the `/metrics` token. Exclusive with `--metrics-token`.
+    #[arg(long, env = "TRACKER_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// How many distinct `saga_type` label values the metrics keep; later types are reported as `other`.
+    #[arg(long, env = "TRACKER_METRICS_MAX_SAGA_TYPES", default_value_t = LabelLimits::DEFAULT.max_saga_types)]
+    pub metrics_max_saga_types: usize,
+    /// How many distinct (saga type, step) label pairs the metrics keep; later steps are reported as `other`.
+    #[arg(long, env = "TRACKER_METRICS_MAX_STEPS", default_value_t = LabelLimits::DEFAULT.max_steps)]
+    pub metrics_max_steps: usize,
+    /// How often the database-backed gauges (sagas per state, stuck sagas) are refreshed, in milliseconds.
+    #[arg(long, env = "TRACKER_METRICS_REFRESH_MS", default_value_t = 5000)]
+    pub metrics_refresh_ms: u64,
     /// A partition whose messages wait without ingestion progress for this many seconds is reported stalled
     /// (`saga_tracker_partition_stalled`, `/healthz` degraded).
     #[arg(long, env = "TRACKER_STALL_AFTER_SECONDS", default_value_t = 60)]
     pub stall_after_seconds: u64,
+}
+
+/// The secret flags, for [`secrets_on_command_line`].
+const SECRET_FLAGS: [(&str, &str); 2] = [
+    ("api_token", "--api-token"),
+    ("metrics_token", "--metrics-token"),
+];
+
+/// The secret flags given on the command line (rather than in the environment or a file), where any user of
+/// the host can read them (`/proc/PID/cmdline`, `ps`). The binary warns about each.
+pub fn secrets_on_command_line(matches: &ArgMatches) -> Vec<&'static str> {
+    SECRET_FLAGS
+        .into_iter()
+        .filter(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|(_, flag)| flag)
+        .collect()
+}
+
+/// A token given directly or in a file: the file's first line, trailing whitespace removed.
+fn token(
+    what: &'static str,
+    direct: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(ConfigError::TwoTokenSources(what)),
+        (Some(t), None) => Ok(Some(t.to_owned())),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let t = text.lines().next().unwrap_or("").trim_end();
+            if t.is_empty() {
+                return Err(ConfigError::TokenFile {
+                    path: path.to_owned(),
+                    reason: "the file is empty".into(),
+                });
+            }
+            Ok(Some(t.to_owned()))
+        }
+    }
 }
 
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -103,11 +170,43 @@ impl Config {
             confluent_schema_id: None,
             batch_size: 500,
             batch_linger_ms: 50,
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_token: None,
             stuck_after_minutes: 15,
             stats_interval_ms: 5000,
+            api_token_file: None,
+            metrics_token: None,
+            metrics_token_file: None,
+            metrics_max_saga_types: LabelLimits::DEFAULT.max_saga_types,
+            metrics_max_steps: LabelLimits::DEFAULT.max_steps,
+            metrics_refresh_ms: 5000,
             stall_after_seconds: 60,
+        }
+    }
+
+    /// The API token: `--api-token` or the first line of `--api-token-file`.
+    pub fn resolved_api_token(&self) -> Result<Option<String>, ConfigError> {
+        token(
+            "API",
+            self.api_token.as_deref(),
+            self.api_token_file.as_deref(),
+        )
+    }
+
+    /// The `/metrics` token: `--metrics-token` or the first line of `--metrics-token-file`.
+    pub fn resolved_metrics_token(&self) -> Result<Option<String>, ConfigError> {
+        token(
+            "metrics",
+            self.metrics_token.as_deref(),
+            self.metrics_token_file.as_deref(),
+        )
+    }
+
+    /// The label caps of the metrics.
+    pub fn label_limits(&self) -> LabelLimits {
+        LabelLimits {
+            max_saga_types: self.metrics_max_saga_types,
+            max_steps: self.metrics_max_steps,
         }
     }
 
@@ -149,6 +248,18 @@ impl Config {
         if matches!(&self.api_token, Some(t) if t.is_empty()) {
             return Err(ConfigError::Empty("API token"));
         }
+        if matches!(&self.metrics_token, Some(t) if t.is_empty()) {
+            return Err(ConfigError::Empty("metrics token"));
+        }
+        if self.api_token.is_some() && self.api_token_file.is_some() {
+            return Err(ConfigError::TwoTokenSources("API"));
+        }
+        if self.metrics_token.is_some() && self.metrics_token_file.is_some() {
+            return Err(ConfigError::TwoTokenSources("metrics"));
+        }
+        if self.metrics_refresh_ms == 0 {
+            return Err(ConfigError::Empty("metrics refresh interval"));
+        }
         Ok(())
     }
 }
@@ -178,6 +289,17 @@ pub enum ConfigError {
         "database schema `{0}` is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)"
     )]
     BadSchema(String),
+    /// A token given both directly and as a file.
+    #[error("the {0} token is given both directly and as a file; give one")]
+    TwoTokenSources(&'static str),
+    /// A token file that cannot be read or is empty.
+    #[error("cannot read the token file {}: {reason}", path.display())]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 #[cfg(test)]
@@ -197,9 +319,52 @@ mod tests {
         let mut c = ok.clone();
         c.batch_size = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroBatch));
-        let mut c = ok;
+        let mut c = ok.clone();
         c.api_token = Some(String::new());
         assert_eq!(c.validate(), Err(ConfigError::Empty("API token")));
+        let mut c = ok;
+        c.api_token = Some("a".into());
+        c.api_token_file = Some("/nonexistent".into());
+        assert_eq!(c.validate(), Err(ConfigError::TwoTokenSources("API")));
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = Config::try_parse_from(["svc", "--database-url", "x"]).expect("parses");
+        assert!(c.listen.ip().is_loopback(), "{}", c.listen);
+        assert_eq!(c.listen, Config::new("x", "y").listen);
+    }
+
+    #[test]
+    fn tokens_from_files_and_the_command_line_warning() {
+        let dir = std::env::temp_dir().join(format!("svc-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret \nignored\n").expect("write");
+        let mut c = Config::new("x", "y");
+        c.api_token_file = Some(file.clone());
+        assert_eq!(c.resolved_api_token(), Ok(Some("s3cret".into())));
+        std::fs::write(&file, "\n").expect("write");
+        assert!(matches!(
+            c.resolved_api_token(),
+            Err(ConfigError::TokenFile { .. })
+        ));
+        c.api_token_file = Some(dir.join("missing"));
+        assert!(matches!(
+            c.resolved_api_token(),
+            Err(ConfigError::TokenFile { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+
+        use clap::CommandFactory as _;
+        let matches = Config::command()
+            .try_get_matches_from(["svc", "--database-url", "x", "--api-token", "t"])
+            .expect("parses");
+        assert_eq!(secrets_on_command_line(&matches), vec!["--api-token"]);
+        let matches = Config::command()
+            .try_get_matches_from(["svc", "--database-url", "x"])
+            .expect("parses");
+        assert!(secrets_on_command_line(&matches).is_empty());
     }
 
     #[test]

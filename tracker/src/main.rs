@@ -1,6 +1,6 @@
 //! `saga-tracker-service`: the binary. Configuration by flags and environment; see `--help`.
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser as _};
 use saga_tracker_service::{Config, Service, ops};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
@@ -27,7 +27,17 @@ async fn main() -> std::process::ExitCode {
         let cli = ops::cli::OpsCli::parse();
         return std::process::ExitCode::from(ops::cli::run(cli.command).await);
     }
-    let config = Config::parse();
+    let matches = Config::command().get_matches();
+    let config = match Config::from_arg_matches(&matches) {
+        Ok(config) => config,
+        Err(e) => e.exit(),
+    };
+    for flag in saga_tracker_service::config::secrets_on_command_line(&matches) {
+        tracing::warn!(
+            "{flag} is given on the command line, where every user of this host can read it \
+             (/proc/PID/cmdline); use {flag}-file or the environment variable instead"
+        );
+    }
     match Service::start(config).await {
         Ok(service) => {
             service.run_until(shutdown_signal()).await;

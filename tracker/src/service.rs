@@ -46,6 +46,7 @@ pub struct Service {
     stop: watch::Sender<bool>,
     ingest: JoinHandle<()>,
     http: JoinHandle<()>,
+    refresh: JoinHandle<()>,
     metrics: Arc<Metrics>,
     store: Store,
 }
@@ -54,6 +55,8 @@ impl Service {
     /// Validates `config`, connects and migrates the database, starts consuming and serving.
     pub async fn start(config: Config) -> Result<Service, StartError> {
         config.validate()?;
+        let api_token = config.resolved_api_token()?;
+        let metrics_token = config.resolved_metrics_token()?;
         let store = Store::connect(
             &config.database_url,
             config.database_schema.as_deref(),
@@ -65,7 +68,8 @@ impl Service {
         if let Err(e) = crate::ops::partitions::ensure_ahead(store.pool(), 7).await {
             tracing::warn!(error = %e, "cannot create the day partitions ahead");
         }
-        let metrics = Arc::new(Metrics::with_stall_after(config.stall_after()));
+        let metrics = Arc::new(Metrics::new(config.label_limits(), config.stall_after()));
+        metrics.set_stuck_after(config.stuck_after().as_secs());
         let dlq = DlqProducer::new(
             &config.kafka_brokers,
             &config.dlq_topic,
@@ -96,10 +100,19 @@ impl Service {
         };
         let ingest = tokio::spawn(ingest.run(stopped.clone()));
 
+        let refresh = tokio::spawn(crate::metrics::refresh::run(
+            store.clone(),
+            Arc::clone(&metrics),
+            config.stuck_after(),
+            Duration::from_millis(config.metrics_refresh_ms),
+            stopped.clone(),
+        ));
+
         let state = AppState {
             store: store.clone(),
             metrics: Arc::clone(&metrics),
-            token: config.api_token.as_deref().map(Arc::from),
+            token: api_token.as_deref().map(Arc::from),
+            metrics_token: metrics_token.as_deref().map(Arc::from),
             stuck_after: config.stuck_after(),
         };
         let app = api::router(state);
@@ -118,6 +131,7 @@ impl Service {
             stop,
             ingest,
             http,
+            refresh,
             metrics,
             store,
         })
@@ -146,6 +160,9 @@ impl Service {
         }
         if let Err(e) = self.http.await {
             tracing::error!(error = %e, "HTTP task failed");
+        }
+        if let Err(e) = self.refresh.await {
+            tracing::error!(error = %e, "metrics refresh task failed");
         }
     }
 

@@ -4,7 +4,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Api, TestDb, TestKafka};
+use common::{Api, SagaBuilder, TestDb, TestKafka, eventually, wait_for_events};
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::Service;
 
 fn deploy_file(path: &str) -> String {
@@ -33,35 +34,38 @@ fn referenced_metrics(text: &str) -> BTreeSet<String> {
     out
 }
 
-/// The sample names `/metrics` can produce, from its `# TYPE` lines.
-fn exported_metrics(exposition: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for line in exposition.lines() {
-        let mut parts = line.split_whitespace();
-        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        {
-            out.insert(name.to_owned());
-            if kind == "histogram" {
-                for suffix in ["_bucket", "_sum", "_count"] {
-                    out.insert(format!("{name}{suffix}"));
-                }
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_files_use_exported_metrics() {
     let db = TestDb::new();
     let kafka = TestKafka::new().await;
+    // One saga through every status family, and one message for the DLQ, so every metric has a sample.
+    let saga = SagaBuilder::new("saga-deploy", "OrderSaga", 0)
+        .ev("order-service", "reserve_stock", Started, 1)
+        .ev("order-service", "reserve_stock", Succeeded, 1)
+        .ev("payment-service", "charge_payment", Started, 1)
+        .ev("payment-service", "charge_payment", Failed, 1)
+        .ev("order-service", "reserve_stock", CompensationStarted, 1)
+        .ev("order-service", "reserve_stock", Compensated, 1);
+    kafka.send(&saga.events).await;
+    kafka.send_raw("junk", b"not avro").await;
     let service = Service::start(kafka.config(&db, "deploy-test"))
         .await
         .expect("service starts");
-    let (status, exposition) = Api::new(&service, None).get("/metrics").await;
-    assert_eq!(status, 200);
-    let exported = exported_metrics(&exposition);
+    wait_for_events(&service, saga.events.len() as i64).await;
+    let api = Api::new(&service, None);
+    // Parsed by a Prometheus text-format parser; lag and the database gauges arrive in the background.
+    let exported = eventually("every metric in /metrics", || async {
+        let (status, exposition) = api.get("/metrics").await;
+        assert_eq!(status, 200);
+        let names = common::prom::names(&common::prom::parse(&exposition));
+        saga_tracker_service::metrics::ALL
+            .iter()
+            .all(|m| {
+                names.contains(*m) || *m == saga_tracker_service::metrics::LABEL_VALUES_DROPPED
+            })
+            .then_some(names)
+    })
+    .await;
     service.shutdown().await;
 
     let dashboard_text = deploy_file("grafana/saga-tracker.json");

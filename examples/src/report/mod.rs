@@ -2,6 +2,8 @@
 
 pub mod consistency;
 pub mod consume;
+pub mod run;
 pub mod summary;
 pub mod table;
 pub mod timeline;
+pub mod tracker;

@@ -1,9 +1,11 @@
-//! Bearer-token check for the `/api/v1` routes (only when a token is configured).
+//! Bearer-token checks: the `/api/v1` routes (with `--api-token`) and `/metrics` (with `--metrics-token`).
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
@@ -14,34 +16,50 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(expected) = &state.token {
-        let given = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-            return Err(ApiError::Unauthorized);
-        }
-    }
+    check(request.headers(), state.token.as_deref())?;
     Ok(next.run(request).await)
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// `Ok` when no token is configured or the request carries it.
+pub fn check(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    // Constant time in the token's content (the length may show).
+    match given {
+        Some(g) if bool::from(g.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(value).expect("header"));
+        h
+    }
+
     #[test]
-    fn constant_time_eq_compares() {
-        assert!(super::constant_time_eq(b"abc", b"abc"));
-        assert!(!super::constant_time_eq(b"abc", b"abd"));
-        assert!(!super::constant_time_eq(b"abc", b"abcd"));
+    fn compares_tokens() {
+        assert!(check(&HeaderMap::new(), None).is_ok());
+        assert!(check(&with("Bearer abc"), Some("abc")).is_ok());
+        assert!(check(&with("bearer abc"), Some("abc")).is_ok());
+        assert!(check(&with("Bearer abd"), Some("abc")).is_err());
+        assert!(check(&with("Bearer abcd"), Some("abc")).is_err());
+        assert!(check(&with("Basic abc"), Some("abc")).is_err());
+        assert!(check(&HeaderMap::new(), Some("abc")).is_err());
     }
 }

@@ -1,9 +1,11 @@
-//! API errors: every one is a JSON body `{"error": code, "message": text}` with a matching status.
+//! API errors: every one is a JSON [`ErrorBody`] `{"error": code, "message": text}` with a matching status.
+//! A database error is logged with its details; the client only learns that the database is unavailable.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use super::model::{ErrorBody, ErrorCode, Invalid};
 
 /// An error the API reports.
 #[derive(Debug, thiserror::Error)]
@@ -17,29 +19,48 @@ pub enum ApiError {
     /// No such saga or route (404).
     #[error("{0}")]
     NotFound(String),
-    /// The database failed (503).
-    #[error("database unavailable: {0}")]
+    /// A route that exists, called with another method (405).
+    #[error("method not allowed; every route is GET")]
+    MethodNotAllowed,
+    /// The database failed (503). The error goes to the log, never to the client.
+    #[error("the database is unavailable; the service's log has the details")]
     Database(#[from] sqlx::Error),
 }
 
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The status and the code of the body.
+    pub fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
+            }
+            ApiError::Database(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::DatabaseUnavailable,
+            ),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
+        let (status, error) = self.status_and_code();
         if let ApiError::Database(e) = &self {
             tracing::error!(error = %e, "API query failed");
         }
-        let body = Json(json!({ "error": code, "message": self.to_string() }));
+        let body = Json(ErrorBody {
+            error,
+            message: self.to_string(),
+        });
         if status == StatusCode::UNAUTHORIZED {
             (
                 status,
@@ -50,5 +71,19 @@ impl IntoResponse for ApiError {
         } else {
             (status, body).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_do_not_reach_the_client() {
+        let e = ApiError::Database(sqlx::Error::Protocol(
+            "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+        ));
+        assert!(!e.to_string().contains("0x00"), "{e}");
+        assert_eq!(e.status_and_code().1, ErrorCode::DatabaseUnavailable);
     }
 }

@@ -1,9 +1,11 @@
 //! The HTTP API (axum, JSON): saga summaries, timelines, search, stats, `/healthz`, `/metrics` and the OpenAPI
-//! document. With a token configured, every route but `/healthz`, `/livez`, `/readyz` and `/metrics` needs
-//! `Authorization: Bearer`.
+//! document ([`model`] holds the request and response types). With `--api-token`, every route but `/healthz`, `/livez`, `/readyz` and
+//! `/metrics` needs `Authorization: Bearer`; `/metrics` needs its own `--metrics-token` when that is set.
 
 mod auth;
 pub mod error;
+mod extract;
+pub mod model;
 pub mod openapi;
 mod routes;
 
@@ -49,8 +51,10 @@ pub struct AppState {
     pub store: Store,
     /// The metrics.
     pub metrics: Arc<Metrics>,
-    /// The bearer token, if required.
+    /// The bearer token of the `/api/v1` routes, if required.
     pub token: Option<Arc<str>>,
+    /// The bearer token of `/metrics`, if required.
+    pub metrics_token: Option<Arc<str>>,
     /// Silence after which a saga counts as stuck.
     pub stuck_after: Duration,
 }
@@ -74,5 +78,6 @@ pub fn router(state: AppState) -> Router {
         .route(paths::METRICS, get(routes::metrics))
         .merge(api)
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)
 }

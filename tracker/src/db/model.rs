@@ -4,57 +4,66 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use saga_tracker_core::StepStatus;
 use serde::{Deserialize, Serialize};
+use sqlx::Postgres;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// The derived state of one saga.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SagaState {
+macro_rules! saga_states {
+    ($( $(#[$doc:meta])* $variant:ident = $wire:literal, terminal: $terminal:literal; )*) => {
+        /// The derived state of one saga. Declared by one table (`saga_states!` in `db/model.rs`): each state's
+        /// wire name and whether it is terminal, so a new state is one line.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum SagaState {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl SagaState {
+            /// Every state, in declaration order.
+            pub const ALL: [SagaState; [$($wire),*].len()] = [$(SagaState::$variant),*];
+
+            /// The wire name, e.g. `COMPENSATION_FAILED`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( SagaState::$variant => $wire, )*
+                }
+            }
+
+            /// True for the states in which the saga is expected to stay quiet (no step or compensation in
+            /// flight). The one source of truth for "terminal": the stuck-saga query binds [`SagaState::terminal`].
+            pub const fn is_terminal(self) -> bool {
+                match self {
+                    $( SagaState::$variant => $terminal, )*
+                }
+            }
+        }
+    };
+}
+
+saga_states! {
     /// A step is in flight, or nothing terminal has been seen yet.
-    Running,
+    Running = "RUNNING", terminal: false;
     /// Every step recorded so far succeeded (the last attempt of each).
-    Succeeded,
-    /// A step's last attempt failed and no compensation has been recorded yet.
-    Failed,
+    Succeeded = "SUCCEEDED", terminal: true;
+    /// A step's last attempt failed and no compensation has been recorded yet (compensations are expected).
+    Failed = "FAILED", terminal: false;
     /// At least one compensation has started and not finished.
-    Compensating,
+    Compensating = "COMPENSATING", terminal: false;
     /// Every compensation recorded so far finished successfully.
-    Compensated,
+    Compensated = "COMPENSATED", terminal: true;
     /// A compensation's last attempt failed: the saga needs a human.
-    CompensationFailed,
+    CompensationFailed = "COMPENSATION_FAILED", terminal: true;
 }
 
 impl SagaState {
-    /// Every state, in declaration order.
-    pub const ALL: [SagaState; 6] = [
-        SagaState::Running,
-        SagaState::Succeeded,
-        SagaState::Failed,
-        SagaState::Compensating,
-        SagaState::Compensated,
-        SagaState::CompensationFailed,
-    ];
-
-    /// The wire name, e.g. `COMPENSATION_FAILED`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SagaState::Running => "RUNNING",
-            SagaState::Succeeded => "SUCCEEDED",
-            SagaState::Failed => "FAILED",
-            SagaState::Compensating => "COMPENSATING",
-            SagaState::Compensated => "COMPENSATED",
-            SagaState::CompensationFailed => "COMPENSATION_FAILED",
-        }
-    }
-
-    /// True for the states in which the saga is expected to stay quiet (no step or compensation in flight).
-    /// `FAILED` is not terminal: compensations are expected to follow.
-    pub const fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            SagaState::Succeeded | SagaState::Compensated | SagaState::CompensationFailed
-        )
+    /// The terminal states.
+    pub fn terminal() -> impl Iterator<Item = SagaState> {
+        Self::ALL.into_iter().filter(|s| s.is_terminal())
     }
 }
 
@@ -66,13 +75,12 @@ impl fmt::Display for SagaState {
 
 /// A string that is not a saga state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown saga status `{0}`; expected one of RUNNING, SUCCEEDED, FAILED, COMPENSATING, COMPENSATED, COMPENSATION_FAILED"
-)]
+#[error("unknown saga status `{}`; expected one of {}", .0.escape_debug(), SagaState::ALL.map(SagaState::as_str).join(", "))]
 pub struct UnknownState(pub String);
 
 impl FromStr for SagaState {
     type Err = UnknownState;
+    /// Case-insensitive.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
@@ -81,8 +89,60 @@ impl FromStr for SagaState {
     }
 }
 
-/// One stored event (a row of `saga_events`).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// Case-insensitive, like [`FromStr`] (`?status=failed` works).
+impl<'de> Deserialize<'de> for SagaState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Stored as `text`: decoding checks the name.
+impl sqlx::Type<Postgres> for SagaState {
+    fn type_info() -> PgTypeInfo {
+        <String as sqlx::Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <String as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for SagaState {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(<&str as sqlx::Decode<Postgres>>::decode(value)?.parse()?)
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for SagaState {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as sqlx::Encode<Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+/// A step status as stored (`text`); an unknown name reads as [`StepStatus::Unknown`].
+#[derive(Debug, Clone, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct StoredStepStatus(pub String);
+
+impl From<StoredStepStatus> for StepStatus {
+    fn from(s: StoredStepStatus) -> Self {
+        StepStatus::from_str(&s.0).unwrap_or(StepStatus::Unknown)
+    }
+}
+
+/// The OpenAPI schema of [`StepStatus`] (a type of the core crate): its symbols.
+pub fn step_status_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(StepStatus::ALL.map(StepStatus::as_str)))
+        .description(Some(
+            "The step status symbol (Avro enum `saga.tracker.StepStatus`).",
+        ))
+        .build()
+}
+
+/// One stored event (a row of `saga_events`), as the API serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct EventRow {
     /// The event's unique id.
     pub event_id: Uuid,
@@ -95,7 +155,9 @@ pub struct EventRow {
     /// The step's wire name.
     pub step: String,
     /// The step status symbol, e.g. `FAILED`.
-    pub status: String,
+    #[sqlx(try_from = "StoredStepStatus")]
+    #[schema(schema_with = step_status_schema)]
+    pub status: StepStatus,
     /// Which attempt of the step.
     pub attempt: i32,
     /// The business order id.
@@ -111,6 +173,7 @@ pub struct EventRow {
     /// The error message, on failures.
     pub error_message: Option<String>,
     /// `traceId`, `spanId` and opt-in metadata.
+    #[schema(value_type = HashMap<String, String>)]
     pub metadata: serde_json::Value,
     /// The topic the event was read from.
     pub kafka_topic: String,
@@ -122,15 +185,15 @@ pub struct EventRow {
     pub ingested_at: DateTime<Utc>,
 }
 
-/// The derived summary of one saga (a row of `sagas`).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// The derived summary of one saga (a row of `sagas`), as the API serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct SagaRow {
     /// The saga instance.
     pub saga_id: String,
     /// The saga type.
     pub saga_type: String,
-    /// The derived state (a [`SagaState`] name).
-    pub status: String,
+    /// The derived state.
+    pub status: SagaState,
     /// The business order id.
     pub order_id: Option<String>,
     /// The earliest event's time.

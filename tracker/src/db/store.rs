@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::model::{EventRow, SagaRow};
+use super::model::{EventRow, SagaRow, SagaState};
 use super::state::{self, EventFacts};
 use crate::config::is_identifier;
 
@@ -54,8 +54,8 @@ pub struct IncomingEvent {
 pub struct SagaFilter {
     /// Saga type.
     pub saga_type: Option<String>,
-    /// Derived state name.
-    pub status: Option<String>,
+    /// Derived state.
+    pub status: Option<SagaState>,
     /// Sagas with an event of this step.
     pub step: Option<String>,
     /// Sagas with an event recorded by this service.
@@ -80,33 +80,50 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The opaque text form: hex of `{micros}:{saga_id}`.
+    /// The shape of every cursor [`Cursor::decode`] accepts (the OpenAPI document's `pattern`): microseconds
+    /// since the epoch (at most 17 digits, so years -1200 to 5100, all of which PostgreSQL holds), `_`, and the
+    /// saga id in lowercase hex without a zero byte. Empty is no cursor.
+    pub const PATTERN: &'static str = "^(-?[0-9]{1,17}_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$";
+
+    /// The opaque text form: `{micros}_{hex of the saga id}`.
     pub fn encode(&self) -> String {
-        hex::encode(format!(
-            "{}:{}",
+        format!(
+            "{}_{}",
             self.started_at.timestamp_micros(),
-            self.saga_id
-        ))
+            hex::encode(&self.saga_id)
+        )
     }
 
-    /// Parses [`Cursor::encode`]'s output.
+    /// Parses any text of the shape [`Cursor::PATTERN`] (non-empty): a position between sagas. An id that is not
+    /// UTF-8 is read with replacement characters (still a position); no accepted cursor can make the database
+    /// fail.
     pub fn decode(s: &str) -> Option<Cursor> {
-        let text = String::from_utf8(hex::decode(s).ok()?).ok()?;
-        let (micros, saga_id) = text.split_once(':')?;
+        let (micros, id) = s.split_once('_')?;
+        let digits = micros.strip_prefix('-').unwrap_or(micros);
+        if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let bytes = hex::decode(id).ok()?;
+        if bytes.contains(&0) {
+            return None;
+        }
         Some(Cursor {
             started_at: DateTime::from_timestamp_micros(i64::from_str(micros).ok()?)?,
-            saga_id: saga_id.to_owned(),
+            saga_id: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
 }
 
 /// One page of sagas.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SagaPage {
     /// The sagas, newest first.
     pub items: Vec<SagaRow>,
     /// Pass as `cursor` to get the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -114,6 +131,7 @@ pub struct SagaPage {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    schema: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -159,7 +177,10 @@ impl Store {
                 .map_err(StoreError::Connect)?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            schema: schema.map(str::to_owned),
+        })
     }
 
     /// The connection pool.
@@ -261,7 +282,7 @@ impl Store {
             q.push(" AND saga_type = ").push_bind(v.clone());
         }
         if let Some(v) = &filter.status {
-            q.push(" AND status = ").push_bind(v.clone());
+            q.push(" AND status = ").push_bind(*v);
         }
         if let Some(v) = &filter.step {
             q.push(" AND steps @> ARRAY[")
@@ -305,26 +326,24 @@ impl Store {
     }
 
     /// Saga count per derived state (states without sagas are absent).
-    pub async fn sagas_by_state(&self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
-        let rows = sqlx::query("SELECT status, count(*) AS n FROM sagas GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-            .collect()
+    pub async fn sagas_by_state(&self) -> Result<BTreeMap<SagaState, i64>, sqlx::Error> {
+        let rows: Vec<(SagaState, i64)> =
+            sqlx::query_as("SELECT status, count(*) AS n FROM sagas GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Sagas that are not terminal and whose latest event is older than `silent_for`.
     pub async fn stuck_sagas(&self, silent_for: Duration) -> Result<i64, sqlx::Error> {
         let cutoff =
             Utc::now() - chrono::Duration::from_std(silent_for).unwrap_or(chrono::Duration::MAX);
-        sqlx::query_scalar(
-            "SELECT count(*) FROM sagas WHERE status NOT IN ('SUCCEEDED', 'COMPENSATED', 'COMPENSATION_FAILED')
-             AND updated_at < $1",
-        )
-        .bind(cutoff)
-        .fetch_one(&self.pool)
-        .await
+        let terminal: Vec<&str> = SagaState::terminal().map(SagaState::as_str).collect();
+        sqlx::query_scalar("SELECT count(*) FROM sagas WHERE status <> ALL($1) AND updated_at < $2")
+            .bind(terminal)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// Stored events in total.
@@ -332,6 +351,34 @@ impl Store {
         sqlx::query_scalar("SELECT count(*) FROM saga_events")
             .fetch_one(&self.pool)
             .await
+    }
+
+    /// How many of `event_ids` are stored.
+    pub async fn count_stored(&self, event_ids: &[Uuid]) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM saga_events WHERE event_id = ANY($1)")
+            .bind(event_ids)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// The schema this store was connected with (`Store::connect`'s `schema`).
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Drops the schema this store was connected with, and everything in it, then closes the pool. For
+    /// throw-away stores (the demo, tests); a store connected without a schema drops nothing.
+    pub async fn drop_schema(self) -> Result<(), sqlx::Error> {
+        let result = match &self.schema {
+            // `connect` checked the name is a plain identifier.
+            Some(schema) => sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&self.pool)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        self.pool.close().await;
+        result
     }
 
     /// Checks the database answers.

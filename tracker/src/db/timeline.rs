@@ -4,35 +4,31 @@
 //! (the producers' clocks disagree), to the saga's last `FAILED` event. Every `FAILED` event lists the
 //! compensation events linked to it, so the path failure → compensations is explicit in both directions.
 
-use serde::Serialize;
+use saga_tracker_core::StepStatus;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::EventRow;
-use super::state::parse_status;
-use saga_tracker_core::StepStatus;
 
 /// One event of a timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TimelineEntry {
     /// The stored event.
     #[serde(flatten)]
     pub event: EventRow,
     /// On a compensation event: the failure that triggered it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triggered_by: Option<Uuid>,
     /// On a `FAILED` event: the compensation events it triggered, in timeline order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggered_compensations: Vec<Uuid>,
 }
 
 /// Orders the events (time, then status order, then id) and links failures to compensations.
 pub fn build(mut events: Vec<EventRow>) -> Vec<TimelineEntry> {
     events.sort_by(|a, b| {
-        (a.recorded_at, parse_status(&a.status), a.event_id).cmp(&(
-            b.recorded_at,
-            parse_status(&b.status),
-            b.event_id,
-        ))
+        (a.recorded_at, a.status, a.event_id).cmp(&(b.recorded_at, b.status, b.event_id))
     });
     let mut entries: Vec<TimelineEntry> = events
         .into_iter()
@@ -44,10 +40,10 @@ pub fn build(mut events: Vec<EventRow>) -> Vec<TimelineEntry> {
         .collect();
     let last_failure = entries
         .iter()
-        .rposition(|e| parse_status(&e.event.status) == StepStatus::Failed);
+        .rposition(|e| e.event.status == StepStatus::Failed);
     let mut current_failure: Option<usize> = None;
     for i in 0..entries.len() {
-        let status = parse_status(&entries[i].event.status);
+        let status = entries[i].event.status;
         if status == StepStatus::Failed {
             current_failure = Some(i);
         } else if status.is_compensation()
@@ -68,13 +64,14 @@ mod tests {
     use super::*;
 
     fn row(n: u128, step: &str, status: &str, t: i64) -> EventRow {
+        let status: StepStatus = status.parse().expect("a status");
         EventRow {
             event_id: Uuid::from_u128(n),
             idempotency_key: format!("s:{step}:{status}:1"),
             saga_id: "s".into(),
             saga_type: "OrderSaga".into(),
             step: step.into(),
-            status: status.into(),
+            status,
             attempt: 1,
             order_id: None,
             service: "svc".into(),

@@ -16,6 +16,8 @@ use saga_tracker_core::{SagaEvent, StepError, StepStatus};
 use saga_tracker_service::{Assignment, Config, Service};
 use uuid::Uuid;
 
+pub mod conformance;
+pub mod prom;
 pub mod proxy;
 
 pub const PARTITIONS: i32 = 3;
@@ -163,6 +165,7 @@ impl TestKafka {
         c.listen = "127.0.0.1:0".parse().expect("addr");
         c.batch_linger_ms = 20;
         c.stats_interval_ms = 200;
+        c.metrics_refresh_ms = 100;
         c
     }
 
@@ -305,13 +308,25 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = self.get_typed(path).await;
+        (status, body)
+    }
+
+    /// GET: status, `Content-Type` and body.
+    pub async fn get_typed(&self, path: &str) -> (u16, String, String) {
         let mut req = self.client.get(format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
-        (status, resp.text().await.expect("body"))
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (status, content_type, resp.text().await.expect("body"))
     }
 
     pub async fn json(&self, path: &str) -> (u16, serde_json::Value) {

@@ -1,0 +1,412 @@
+//! [`run`]: the whole demo for a validated [`DemoConfig`] — Kafka, the services, the sagas, the read-back, the
+//! report, and with `--with-tracker` the in-process tracker service.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use saga_tracker::{KafkaSink, Saga as _, SagaEvent, Tracker, TrackerStats};
+
+use crate::bus::{self, Kafka, REPLY_TOPIC, TRACKER_TOPIC};
+use crate::central_tracker;
+use crate::cli::{DemoConfig, Role};
+use crate::error::DemoError;
+use crate::orchestrator::{self, Orchestrator, SagaPlan};
+use crate::report::consistency::{self, Consistency, FinalState, StepShape, Violation};
+use crate::report::consume;
+use crate::report::run::RunReport;
+use crate::report::summary;
+use crate::report::tracker::TrackerReport;
+use crate::saga::{OrderSaga, ServiceName};
+use crate::services::ServiceSet;
+
+/// How long the trackers get to deliver what they recorded before the events are read back.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long reading `saga.tracker` back may take.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for the events of services running in other processes to arrive.
+const REMOTE_SETTLE: Duration = Duration::from_secs(10);
+
+/// What a run produced.
+#[derive(Debug)]
+pub enum DemoOutcome {
+    /// The sagas ran (roles `all` and `order`): the report built from the events read back.
+    Report(Box<RunReport>),
+    /// A single service ran until Ctrl-C (roles `product` and `payment`).
+    Served(Vec<(ServiceName, u64, TrackerStats)>),
+}
+
+impl DemoOutcome {
+    /// The report, if sagas ran.
+    pub fn report(&self) -> Option<&RunReport> {
+        match self {
+            DemoOutcome::Report(report) => Some(report),
+            DemoOutcome::Served(_) => None,
+        }
+    }
+}
+
+/// The saga's steps, as the consistency check needs them.
+pub fn order_saga_shape() -> Vec<StepShape> {
+    OrderSaga::STEPS
+        .iter()
+        .map(|d| StepShape {
+            name: d.name,
+            compensable: d.compensable,
+        })
+        .collect()
+}
+
+/// Runs the demo: validates `config`, starts (or connects to) Kafka, runs the services and the sagas, reads
+/// `saga.tracker` back and builds the report. Builds its own Tokio runtime; do not call it from async code.
+pub fn run(config: DemoConfig) -> Result<DemoOutcome, DemoError> {
+    config.validate()?;
+    if let Some(path) = &config.emit_json {
+        // Fail before any saga runs if the file cannot be written.
+        std::fs::File::create(path).map_err(|source| DemoError::EmitJson {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let kafka = Kafka::connect(&config.brokers)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DemoError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let run_id = new_run_id();
+    let spool_root = std::env::temp_dir().join(format!("order-saga-demo-{run_id}"));
+    let result = runtime.block_on(run_with(config, kafka, run_id, &spool_root));
+    // Stops the service tasks, dropping the last tracker clones (they flush on drop).
+    drop(runtime);
+    if result.is_err() && count_files(&spool_root) == 0 {
+        let _ = std::fs::remove_dir_all(&spool_root);
+    }
+    result
+}
+
+/// Files under `dir`, recursively (0 if it does not exist).
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+/// A short id for this run (8 hex digits), part of every saga and order id.
+fn new_run_id() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    id[id.len() - 8..].to_owned()
+}
+
+fn build_tracker(
+    kafka: &Kafka,
+    service: ServiceName,
+    spool_root: &Path,
+) -> Result<Tracker, DemoError> {
+    let sink = KafkaSink::builder(kafka.brokers())
+        .message_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| DemoError::Tracker(format!("{service}: {e}")))?;
+    Tracker::builder()
+        .service(service.recorded_name())
+        .sink(sink)
+        .spool_dir(spool_root.join(service.short_name()))
+        .shutdown_timeout(FLUSH_TIMEOUT)
+        .build()
+        .map_err(|e| DemoError::Tracker(format!("{service}: {e}")))
+}
+
+/// The demo on a connected Kafka.
+async fn run_with(
+    config: DemoConfig,
+    kafka: Kafka,
+    run_id: String,
+    spool_root: &Path,
+) -> Result<DemoOutcome, DemoError> {
+    kafka.ensure_topics().await?;
+
+    // Note where every topic ends now: this run reads only what comes after.
+    let tracker_start = kafka.end_offsets(TRACKER_TOPIC)?;
+    // `--with-tracker`: the central tracker service runs beside the services, on the same Kafka, from where this
+    // run's part of saga.tracker begins. It starts before any saga (an unreachable database is bad input) and
+    // stops, with its schema dropped, however the run ends.
+    let central = match &config.tracker {
+        Some(options) if config.role.runs_sagas() => Some(
+            central_tracker::InProcessTracker::start(options, &kafka, &run_id, &tracker_start)
+                .await?,
+        ),
+        _ => None,
+    };
+    let keep_data = config.tracker.as_ref().is_some_and(|t| t.keep_data);
+    let outcome = run_services(
+        config,
+        &kafka,
+        run_id,
+        spool_root,
+        &tracker_start,
+        central.as_ref(),
+    )
+    .await;
+    let Some(central) = central else {
+        return outcome;
+    };
+    let stopped = central.stop(keep_data).await;
+    let mut outcome = outcome?;
+    let kept = stopped?;
+    if let DemoOutcome::Report(report) = &mut outcome
+        && let Some(tracker) = &mut report.tracker
+    {
+        tracker.kept = kept;
+    }
+    Ok(outcome)
+}
+
+/// The services and, for roles that run them, the sagas and the report.
+async fn run_services(
+    config: DemoConfig,
+    kafka: &Kafka,
+    run_id: String,
+    spool_root: &Path,
+    tracker_start: &bus::Offsets,
+    central: Option<&central_tracker::InProcessTracker>,
+) -> Result<DemoOutcome, DemoError> {
+    let reply_start = kafka.end_offsets(REPLY_TOPIC)?;
+    let mut command_starts = BTreeMap::new();
+    let mut trackers = Vec::new();
+    for &service in config.role.services() {
+        command_starts.insert(service, kafka.end_offsets(bus::command_topic(service))?);
+        trackers.push((service, build_tracker(kafka, service, spool_root)?));
+    }
+    // One tracker per service, each scoped to its service's handlers (three services share this process, and
+    // each records under its own service name). The tracker service of `--with-tracker` runs beside them (see
+    // `run_with`).
+    let services = ServiceSet::start(kafka, trackers, &command_starts)?;
+
+    if !config.role.runs_sagas() {
+        return serve_until_ctrl_c(kafka, services, spool_root).await;
+    }
+
+    let plans = orchestrator::plan(&config, &run_id);
+    let orchestrator = Orchestrator::start(kafka, &reply_start, config.reply_timeout)?;
+    let progress = progress_bar(&config);
+    let started = Instant::now();
+    let runs = orchestrator
+        .run_all(&plans, config.concurrency as usize, |_| progress.inc(1))
+        .await;
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    orchestrator.stop();
+    let tracker_stats: Vec<(ServiceName, Tracker)> = services
+        .services
+        .iter()
+        .map(|s| (s.name, s.tracker.clone()))
+        .collect();
+    let stopped = services.stop(FLUSH_TIMEOUT).await;
+    // A service's own error (e.g. it could not send a reply) explains a missing reply better than the timeout.
+    stopped?;
+    let runs = runs?;
+    let tracker_stats: Vec<(ServiceName, TrackerStats)> = tracker_stats
+        .into_iter()
+        .map(|(name, tracker)| (name, tracker.stats()))
+        .collect();
+    let kept_spool = if tracker_stats
+        .iter()
+        .all(|(_, s)| s.failed == 0 && s.spooled == 0)
+    {
+        let _ = std::fs::remove_dir_all(spool_root);
+        None
+    } else {
+        Some(spool_root.to_owned())
+    };
+
+    let settle = if config.role == Role::All {
+        Duration::ZERO
+    } else {
+        REMOTE_SETTLE
+    };
+    let read =
+        tokio::task::block_in_place(|| read_until_settled(kafka, tracker_start, &plans, settle))?;
+    if let Some(path) = &config.emit_json {
+        write_json_lines(path, &read.events)?;
+    }
+    let (timelines, duplicates) = consistency::group_by_saga(&read.events);
+    let consistency = consistency::check_all(
+        OrderSaga::NAME,
+        &order_saga_shape(),
+        plans.iter().map(|p| p.saga_id.as_str()),
+        &timelines,
+    );
+    let disagreements = runs
+        .iter()
+        .filter_map(|run| {
+            let recorded = consistency.states.get(&run.saga_id).copied()?;
+            (recorded != FinalState::Incomplete && recorded != run.state).then(|| Violation {
+                saga_id: run.saga_id.clone(),
+                problem: format!(
+                    "recorded final state {recorded}, but the order service saw {}",
+                    run.state
+                ),
+            })
+        })
+        .collect();
+    let deduplicated: Vec<SagaEvent> = timelines.values().flatten().cloned().collect();
+    let summary = summary::summarize(&deduplicated, &consistency, &order_saga_shape());
+    let tracker = match central {
+        Some(central) => {
+            Some(ask_the_tracker(central, &read.events, &consistency, &timelines).await?)
+        }
+        None => None,
+    };
+    Ok(DemoOutcome::Report(Box::new(RunReport {
+        run_id,
+        kafka: kafka.describe(),
+        config,
+        plans,
+        runs,
+        elapsed,
+        events: read.events,
+        duplicates,
+        undecodable: read.undecodable,
+        other_sagas: read.other_sagas,
+        timelines,
+        consistency,
+        disagreements,
+        summary,
+        tracker_stats,
+        kept_spool,
+        tracker,
+    })))
+}
+
+/// Waits until the tracker service has stored every event read back, then asks its API about the saga whose
+/// timeline the report shows (the first saga when none failed).
+async fn ask_the_tracker(
+    central: &central_tracker::InProcessTracker,
+    events: &[SagaEvent],
+    consistency: &Consistency,
+    timelines: &BTreeMap<String, Vec<SagaEvent>>,
+) -> Result<TrackerReport, DemoError> {
+    let ids: HashSet<uuid::Uuid> = events.iter().map(|e| e.event_id).collect();
+    let waited = central
+        .wait_for_events(&ids, central_tracker::INGEST_TIMEOUT)
+        .await?;
+    let saga_id = crate::report::timeline::pick_failed_saga(consistency, timelines)
+        .map(|(id, _)| id)
+        .or_else(|| timelines.keys().next().map(String::as_str))
+        .ok_or_else(|| DemoError::Internal("no saga recorded any event".into()))?;
+    central.fetch(saga_id, waited, ids.len()).await
+}
+
+/// Reads this run's events back from `saga.tracker`. Services in other processes flush on their own schedule:
+/// while some timeline is still unfinished, read what arrived since, for up to `settle`.
+fn read_until_settled(
+    kafka: &Kafka,
+    start: &bus::Offsets,
+    plans: &[SagaPlan],
+    settle: Duration,
+) -> Result<consume::ReadBack, DemoError> {
+    let saga_ids: HashSet<String> = plans.iter().map(|p| p.saga_id.clone()).collect();
+    let deadline = Instant::now() + settle;
+    let mut read = consume::read_back(kafka, TRACKER_TOPIC, start, &saga_ids, READ_BACK_TIMEOUT)?;
+    loop {
+        let (timelines, _) = consistency::group_by_saga(&read.events);
+        let verdict = consistency::check_all(
+            OrderSaga::NAME,
+            &order_saga_shape(),
+            plans.iter().map(|p| p.saga_id.as_str()),
+            &timelines,
+        );
+        if verdict.is_consistent() || Instant::now() >= deadline {
+            return Ok(read);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let later = consume::read_back(
+            kafka,
+            TRACKER_TOPIC,
+            &read.end.clone(),
+            &saga_ids,
+            READ_BACK_TIMEOUT,
+        )?;
+        read.extend(later);
+    }
+}
+
+fn progress_bar(config: &DemoConfig) -> indicatif::ProgressBar {
+    if !config.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(u64::from(config.sagas));
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} sagas [{bar:40}] {pos}/{len}  {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Writes every event as one JSON object per line.
+fn write_json_lines(path: &Path, events: &[SagaEvent]) -> Result<(), DemoError> {
+    let error = |source| DemoError::EmitJson {
+        path: path.to_owned(),
+        source,
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(error)?);
+    for event in events {
+        serde_json::to_writer(&mut out, event).map_err(|e| error(std::io::Error::other(e)))?;
+        out.write_all(b"\n").map_err(error)?;
+    }
+    out.flush().map_err(error)
+}
+
+/// Roles `product` / `payment`: serve commands until Ctrl-C.
+async fn serve_until_ctrl_c(
+    kafka: &Kafka,
+    services: ServiceSet,
+    spool_root: &Path,
+) -> Result<DemoOutcome, DemoError> {
+    for service in &services.services {
+        eprintln!(
+            "{} serving {} on {}; Ctrl-C to stop",
+            service.name,
+            bus::command_topic(service.name),
+            kafka.describe()
+        );
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| DemoError::Internal(format!("waiting for Ctrl-C: {e}")))?;
+    let summary: Vec<(ServiceName, u64, Tracker)> = services
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.name,
+                s.handled.load(std::sync::atomic::Ordering::Relaxed),
+                s.tracker.clone(),
+            )
+        })
+        .collect();
+    services.stop(FLUSH_TIMEOUT).await?;
+    let served: Vec<(ServiceName, u64, TrackerStats)> = summary
+        .into_iter()
+        .map(|(name, handled, tracker)| (name, handled, tracker.stats()))
+        .collect();
+    if served.iter().all(|(_, _, s)| s.failed == 0) {
+        let _ = std::fs::remove_dir_all(spool_root);
+    } else {
+        eprintln!(
+            "some events could not be delivered; they are kept in the spool at {}",
+            spool_root.display()
+        );
+    }
+    Ok(DemoOutcome::Served(served))
+}
