@@ -34,7 +34,7 @@ pub fn document() -> Value {
                 "Error": { "type": "object", "required": ["error", "message"], "properties": {
                     "error": { "type": "string", "enum": ["bad_request", "unauthorized", "not_found", "database_unavailable"] },
                     "message": { "type": "string" } } },
-                "SagaStatus": { "type": "string", "enum": ["RUNNING", "SUCCEEDED", "FAILED", "COMPENSATING", "COMPENSATED", "COMPENSATION_FAILED"] },
+                "SagaStatus": { "type": "string", "enum": ["RUNNING", "SUCCEEDED", "COMPLETED", "FAILED", "COMPENSATING", "COMPENSATED", "COMPENSATION_FAILED"] },
                 "Saga": { "type": "object", "properties": {
                     "saga_id": { "type": "string" }, "saga_type": { "type": "string" },
                     "status": { "$ref": "#/components/schemas/SagaStatus" },

@@ -13,9 +13,12 @@ use uuid::Uuid;
 pub enum SagaState {
     /// A step is in flight, or nothing terminal has been seen yet.
     Running,
-    /// Every step recorded so far succeeded (the last attempt of each).
+    /// v1-only sagas (best effort): every step recorded so far succeeded (the last attempt of each).
     Succeeded,
-    /// A step's last attempt failed and no compensation has been recorded yet.
+    /// Schema v2: the saga's last declared step succeeded and nothing failed.
+    Completed,
+    /// A step's last attempt failed and nothing needs compensation (v2: no succeeded compensable step before it;
+    /// v1: no compensation recorded).
     Failed,
     /// At least one compensation has started and not finished.
     Compensating,
@@ -27,9 +30,10 @@ pub enum SagaState {
 
 impl SagaState {
     /// Every state, in declaration order.
-    pub const ALL: [SagaState; 6] = [
+    pub const ALL: [SagaState; 7] = [
         SagaState::Running,
         SagaState::Succeeded,
+        SagaState::Completed,
         SagaState::Failed,
         SagaState::Compensating,
         SagaState::Compensated,
@@ -41,6 +45,7 @@ impl SagaState {
         match self {
             SagaState::Running => "RUNNING",
             SagaState::Succeeded => "SUCCEEDED",
+            SagaState::Completed => "COMPLETED",
             SagaState::Failed => "FAILED",
             SagaState::Compensating => "COMPENSATING",
             SagaState::Compensated => "COMPENSATED",
@@ -48,12 +53,17 @@ impl SagaState {
         }
     }
 
-    /// True for the states in which the saga is expected to stay quiet (no step or compensation in flight).
-    /// `FAILED` is not terminal: compensations are expected to follow.
+    /// True for the states in which the saga is expected to stay quiet: a saga that is not terminal and silent
+    /// for `--stuck-after-minutes` is stuck. `FAILED` is terminal because a failure that owes compensations is
+    /// `COMPENSATING` (v2) until they are recorded.
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            SagaState::Succeeded | SagaState::Compensated | SagaState::CompensationFailed
+            SagaState::Succeeded
+                | SagaState::Completed
+                | SagaState::Failed
+                | SagaState::Compensated
+                | SagaState::CompensationFailed
         )
     }
 }
@@ -67,7 +77,7 @@ impl fmt::Display for SagaState {
 /// A string that is not a saga state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown saga status `{0}`; expected one of RUNNING, SUCCEEDED, FAILED, COMPENSATING, COMPENSATED, COMPENSATION_FAILED"
+    "unknown saga status `{0}`; expected one of RUNNING, SUCCEEDED, COMPLETED, FAILED, COMPENSATING, COMPENSATED, COMPENSATION_FAILED"
 )]
 pub struct UnknownState(pub String);
 

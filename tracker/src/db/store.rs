@@ -190,13 +190,14 @@ impl Store {
         let inserted: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
                  service, recorded_at, duration_micros, error_kind, error_message, metadata, kafka_topic,
-                 kafka_partition, kafka_offset)
+                 kafka_partition, kafka_offset, step_index, step_count, compensable, cause_idempotency_key)
              SELECT t.id, t.key, t.saga, t.ty, t.step, t.status, t.attempt, t.order_id, t.service, t.at, t.dur,
-                 t.ek, t.em, t.meta::jsonb, t.topic, t.part, t.off
+                 t.ek, t.em, t.meta::jsonb, t.topic, t.part, t.off, t.si, t.sc, t.comp, t.cause
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
                  $8::text[], $9::text[], $10::timestamptz[], $11::int8[], $12::text[], $13::text[], $14::text[],
-                 $15::text[], $16::int4[], $17::int8[])
-                 AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off)
+                 $15::text[], $16::int4[], $17::int8[], $18::int4[], $19::int4[], $20::bool[], $21::text[])
+                 AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off,
+                      si, sc, comp, cause)
              ON CONFLICT (event_id) DO NOTHING
              RETURNING event_id",
         )
@@ -217,6 +218,10 @@ impl Store {
         .bind(col(&|e| e.topic.clone()))
         .bind(unique.iter().map(|&i| batch[i].partition).collect::<Vec<i32>>())
         .bind(unique.iter().map(|&i| batch[i].offset).collect::<Vec<i64>>())
+        .bind(unique.iter().map(|&i| batch[i].event.step_index).collect::<Vec<Option<i32>>>())
+        .bind(unique.iter().map(|&i| batch[i].event.step_count).collect::<Vec<Option<i32>>>())
+        .bind(unique.iter().map(|&i| batch[i].event.compensable).collect::<Vec<Option<bool>>>())
+        .bind(unique.iter().map(|&i| batch[i].event.cause_idempotency_key.clone()).collect::<Vec<Option<String>>>())
         .fetch_all(&mut *tx)
         .await?;
 
@@ -318,11 +323,17 @@ impl Store {
     pub async fn stuck_sagas(&self, silent_for: Duration) -> Result<i64, sqlx::Error> {
         let cutoff =
             Utc::now() - chrono::Duration::from_std(silent_for).unwrap_or(chrono::Duration::MAX);
+        // The terminal states come from the one definition, `SagaState::is_terminal`.
+        let terminal: Vec<&str> = super::model::SagaState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
         sqlx::query_scalar(
-            "SELECT count(*) FROM sagas WHERE status NOT IN ('SUCCEEDED', 'COMPENSATED', 'COMPENSATION_FAILED')
-             AND updated_at < $1",
+            "SELECT count(*) FROM sagas WHERE status <> ALL($2::text[]) AND updated_at < $1",
         )
         .bind(cutoff)
+        .bind(terminal)
         .fetch_one(&self.pool)
         .await
     }
@@ -354,7 +365,8 @@ async fn recompute_sagas(tx: &mut sqlx::PgConnection, sagas: &[String]) -> Resul
     .execute(&mut *tx)
     .await?;
     let rows = sqlx::query(
-        "SELECT event_id, saga_id, saga_type, step, status, attempt, order_id, service, recorded_at
+        "SELECT event_id, saga_id, saga_type, step, status, attempt, order_id, service, recorded_at,
+             step_index, step_count, compensable
          FROM saga_events WHERE saga_id = ANY($1)",
     )
     .bind(sagas)
@@ -375,6 +387,9 @@ async fn recompute_sagas(tx: &mut sqlx::PgConnection, sagas: &[String]) -> Resul
                 order_id: r.try_get("order_id")?,
                 service: r.try_get("service")?,
                 recorded_at: r.try_get("recorded_at")?,
+                step_index: r.try_get("step_index")?,
+                step_count: r.try_get("step_count")?,
+                compensable: r.try_get("compensable")?,
             });
     }
     let upserts: Vec<SagaUpsert<'_>> = by_saga
