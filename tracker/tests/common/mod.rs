@@ -280,6 +280,18 @@ impl SagaBuilder {
     }
 }
 
+impl SagaBuilder {
+    /// Marks the last event as written by a v2 service: the step's place in a saga of `count` steps.
+    pub fn v2(mut self, index: i32, count: i32, compensable: bool) -> Self {
+        if let Some(e) = self.events.last_mut() {
+            e.step_index = Some(index);
+            e.step_count = Some(count);
+            e.compensable = Some(compensable);
+        }
+        self
+    }
+}
+
 /// An HTTP client, optionally with a bearer token.
 pub struct Api {
     pub base: String,
