@@ -130,6 +130,14 @@ pub struct EventRow {
     pub kafka_offset: i64,
     /// When the tracker stored it.
     pub ingested_at: DateTime<Utc>,
+    /// Schema v2: the step's position in its saga's declaration, from 0 (null for v1 events).
+    pub step_index: Option<i32>,
+    /// Schema v2: how many steps the saga declares (null for v1 events).
+    pub step_count: Option<i32>,
+    /// Schema v2: whether the step declares a compensation (null for v1 events).
+    pub compensable: Option<bool>,
+    /// Schema v2, on compensation events: the idempotency key of the failure that triggered it.
+    pub cause_idempotency_key: Option<String>,
 }
 
 /// The derived summary of one saga (a row of `sagas`).
