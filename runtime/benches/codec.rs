@@ -79,34 +79,6 @@ fn bench(c: &mut Criterion) {
         });
     }
     decode.finish();
-
-    // An event from a service still on v1: the v2 reader picks the v1 schema by fingerprint and resolves it
-    // (apache-avro, writer v1 → reader v2, into SagaEvent). Compared with the v2 fast path on the same event.
-    let v1_schema = Schema::parse_str(saga_tracker::schema::SCHEMA_V1_JSON).expect("v1 schema");
-    let mut by_version = c.benchmark_group("decode_by_writer_version");
-    for (name, event) in events() {
-        let v1_value = apache_avro::to_value(&event)
-            .expect("value")
-            .resolve(&v1_schema)
-            .expect("fits v1");
-        let mut v1_message = vec![0xc3, 0x01];
-        v1_message.extend_from_slice(&saga_tracker::schema::FINGERPRINT_V1);
-        v1_message.extend(apache_avro::to_avro_datum(&v1_schema, v1_value).expect("v1 datum"));
-        let v2_message = codec::encode(&event);
-        assert_eq!(codec::decode(&v1_message).expect("v1 resolves"), event);
-        by_version.throughput(Throughput::Elements(1));
-        by_version.bench_with_input(
-            BenchmarkId::new("v2_fast_path", name),
-            &v2_message,
-            |b, m| b.iter(|| black_box(codec::decode(black_box(m)).expect("decode"))),
-        );
-        by_version.bench_with_input(
-            BenchmarkId::new("v1_by_resolution", name),
-            &v1_message,
-            |b, m| b.iter(|| black_box(codec::decode(black_box(m)).expect("decode"))),
-        );
-    }
-    by_version.finish();
 }
 
 criterion_group!(benches, bench);
