@@ -15,7 +15,7 @@ use std::path::Path;
 
 use saga_tracker_core::SagaEvent;
 use saga_tracker_core::codec::{self, DecodeError, SINGLE_OBJECT_HEADER_LEN};
-use saga_tracker_core::schema::{FINGERPRINT_V1, SINGLE_OBJECT_MAGIC};
+use saga_tracker_core::schema::{SINGLE_OBJECT_MAGIC, VERSIONS};
 
 use crate::error::CliError;
 
@@ -59,13 +59,19 @@ pub fn decode_hex_lines(input: &[u8]) -> Vec<Decoded> {
     out
 }
 
+/// Where the next single-object header of any known schema version starts.
 fn next_header(input: &[u8], from: usize) -> Option<usize> {
-    let mut header = SINGLE_OBJECT_MAGIC.to_vec();
-    header.extend_from_slice(&FINGERPRINT_V1);
-    input
-        .get(from..)?
-        .windows(header.len())
-        .position(|w| w == header.as_slice())
+    VERSIONS
+        .iter()
+        .filter_map(|version| {
+            let mut header = SINGLE_OBJECT_MAGIC.to_vec();
+            header.extend_from_slice(&version.fingerprint);
+            input
+                .get(from..)?
+                .windows(header.len())
+                .position(|w| w == header.as_slice())
+        })
+        .min()
         .map(|p| from + p)
 }
 

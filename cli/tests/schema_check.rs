@@ -20,7 +20,7 @@ fn stdout(out: &Output) -> String {
 }
 
 #[test]
-fn repository_schema_is_compatible_with_its_history_and_prints_the_v1_fingerprint() {
+fn repository_schema_is_compatible_with_its_history_and_prints_the_v1_and_v2_fingerprints() {
     let out = schema_check(Path::new(WORKSPACE), &[]);
     let text = stdout(&out);
     assert_eq!(
@@ -31,7 +31,11 @@ fn repository_schema_is_compatible_with_its_history_and_prints_the_v1_fingerprin
     );
     assert!(text.contains("SagaTracker.v1.avsc"), "{text}");
     assert!(text.contains("fingerprint 4ea4c63af7f12518"), "{text}");
-    assert!(text.contains("backward ✓  forward ✓"), "{text}");
+    assert!(text.contains("SagaTracker.v2.avsc"), "{text}");
+    assert!(text.contains("fingerprint f5500e0a1fcefdfe"), "{text}");
+    assert!(text.contains("current  "), "{text}");
+    assert!(text.contains("2 version(s)"), "{text}");
+    assert_eq!(text.matches("backward ✓  forward ✓").count(), 2, "{text}");
 }
 
 #[test]

@@ -131,10 +131,11 @@ impl StepError {
     }
 }
 
-/// One recorded transition of one saga step: the Rust form of `saga.tracker.SagaTrackerEvent` v1.
+/// One recorded transition of one saga step: the Rust form of `saga.tracker.SagaTrackerEvent` (current version, v2).
 ///
 /// Field order and names follow `schemas/SagaTracker.avsc`; the serde form uses the Avro field names, so
-/// `serde_json::to_string(&event)` prints the same JSON a schema-aware tool would.
+/// `serde_json::to_string(&event)` prints the same JSON a schema-aware tool would (the v2 fields are left out
+/// while `None`, so an event read from v1 prints as v1 JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SagaEvent {
@@ -165,6 +166,18 @@ pub struct SagaEvent {
     pub error: Option<StepError>,
     /// Free-form string metadata: `traceId`, `spanId` and any opt-in values.
     pub metadata: BTreeMap<String, String>,
+    /// v2: the step's position in the saga's declaration order, from 0 (`None` when written by v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_index: Option<i32>,
+    /// v2: how many steps the saga declares (`None` when written by v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_count: Option<i32>,
+    /// v2: whether the step declares a compensation (`None` when written by v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensable: Option<bool>,
+    /// v2, on compensation events: the idempotency key of the `FAILED` event that triggered the compensation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause_idempotency_key: Option<String>,
 }
 
 impl SagaEvent {

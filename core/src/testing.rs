@@ -20,5 +20,9 @@ pub fn sample_event() -> SagaEvent {
         duration_micros: None,
         error: None,
         metadata: BTreeMap::new(),
+        step_index: None,
+        step_count: None,
+        compensable: None,
+        cause_idempotency_key: None,
     }
 }

@@ -26,6 +26,12 @@ fn events() -> Vec<SagaEvent> {
         e.metadata
             .insert("spanId".into(), "00f067aa0ba902b7".into());
         e.metadata.insert("".into(), "".into());
+        e.step_index = Some(1);
+        e.step_count = Some(3);
+        e.compensable = Some(status == StepStatus::Failed);
+        e.cause_idempotency_key = status
+            .is_compensation()
+            .then(|| "saga-0001:charge:FAILED:2".to_owned());
         all.push(e);
     }
     let mut negative = base;

@@ -126,6 +126,11 @@ fn event() -> impl Strategy<Value = SagaEvent> {
                     duration_micros: dur,
                     error: error.map(|(k, m)| StepError::new(k, m)),
                     metadata,
+                    // v2 fields, present or absent by the id's low bits
+                    step_index: (id & 1 == 1).then_some((id >> 8) as i32),
+                    step_count: (id & 2 == 2).then_some((id >> 40) as i32),
+                    compensable: (id & 4 == 4).then_some(id & 8 == 8),
+                    cause_idempotency_key: None,
                 }
             },
         )

@@ -190,6 +190,17 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
         "12 sagas at the default shares: 3 compensated; {:?}",
         tracker.metrics_lines
     );
+    // The SDK writes schema v2: the tracker knows the successful sagas finished (not v1's best-effort SUCCEEDED).
+    let completed = tracker
+        .metrics_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("saga_tracker_sagas{status=\"COMPLETED\"} "))
+        .and_then(|n| n.parse::<f64>().ok());
+    assert!(
+        completed.is_some_and(|n| n > 0.0),
+        "COMPLETED sagas in {:?}",
+        tracker.metrics_lines
+    );
 
     let printed = report.render();
     assert!(

@@ -40,7 +40,7 @@ pub use tracker::{
     BuildError, FlushError, FlushGuard, InitError, ReplayReport, Tracker, TrackerBuilder,
     WithTracker, current, init, unrecorded_events, with_default, with_default_async,
 };
-pub use transition::{RecordError, Transition};
+pub use transition::{Declared, RecordError, Transition};
 
 /// What the macros' generated code uses. Not a stable API.
 #[doc(hidden)]

@@ -59,6 +59,12 @@ pub struct StepDescriptor {
     pub file: &'static str,
     /// The line of the handler's `fn`.
     pub line: u32,
+    /// The step's position in the saga's declaration order, from 0 (schema v2 `stepIndex`).
+    pub step_index: u16,
+    /// How many steps the saga declares (schema v2 `stepCount`; 0 only for [`UNANNOTATED`]).
+    pub step_count: u16,
+    /// Whether the step declares a compensation (schema v2 `compensable`).
+    pub compensable: bool,
 }
 
 impl StepDescriptor {
@@ -84,6 +90,10 @@ impl StepDescriptor {
             is_method,
             file,
             line,
+            step_index: index,
+            // `#[derive(Saga)]` rejects more than 65535 steps.
+            step_count: S::STEPS.len() as u16,
+            compensable: decl.compensable,
         }
     }
 
@@ -392,4 +402,7 @@ pub const UNANNOTATED: StepDescriptor = StepDescriptor {
     is_method: false,
     file: "",
     line: 0,
+    step_index: 0,
+    step_count: 0,
+    compensable: false,
 };

@@ -40,6 +40,21 @@ pub struct Transition {
     pub error: Option<StepError>,
     /// Opt-in metadata. `traceId`/`spanId` are added by the tracker and win over entries with those keys.
     pub metadata: Vec<(Cow<'static, str>, String)>,
+    /// The step's place in its saga (schema v2 `stepIndex`, `stepCount`, `compensable`), when the caller knows it.
+    pub declared: Option<Declared>,
+    /// On a compensation: the idempotency key of the `FAILED` event it answers (schema v2 `causeIdempotencyKey`).
+    pub cause: Option<String>,
+}
+
+/// A step's place in its saga's declaration (what `#[derive(Saga)]` knows statically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declared {
+    /// Position in declaration order, from 0.
+    pub step_index: u16,
+    /// How many steps the saga declares.
+    pub step_count: u16,
+    /// Whether the step has a compensation.
+    pub compensable: bool,
 }
 
 impl Transition {
@@ -60,7 +75,26 @@ impl Transition {
             duration: None,
             error: None,
             metadata: Vec::new(),
+            declared: None,
+            cause: None,
         }
+    }
+
+    /// Sets the step's place in its saga: position (from 0), step count, compensable.
+    pub fn declared(mut self, step_index: u16, step_count: u16, compensable: bool) -> Self {
+        self.declared = Some(Declared {
+            step_index,
+            step_count,
+            compensable,
+        });
+        self
+    }
+
+    /// On a compensation: the failure it answers, as that `FAILED` event's idempotency key
+    /// (`{sagaId}:{step}:FAILED:{attempt}`, see [`SagaEvent::idempotency_key_for`](crate::SagaEvent::idempotency_key_for)).
+    pub fn caused_by(mut self, failure_idempotency_key: impl Into<String>) -> Self {
+        self.cause = Some(failure_idempotency_key.into());
+        self
     }
 
     /// Sets the attempt number.

@@ -143,6 +143,31 @@ fn success_records_started_then_succeeded_with_ids_and_duration() {
 }
 
 #[test]
+fn events_carry_the_steps_place_in_the_saga_declaration() {
+    let rec = Recorder::new("product-service");
+    with_default(&rec.tracker, || {
+        let _ = reserve_stock(&cmd("s-shape", 2));
+        let _ = release_stock("s-shape", 1);
+    });
+    let events = rec.events();
+    assert_eq!(events.len(), 4);
+    for e in &events {
+        // ReserveStock is the first of OrderSaga's three declared steps, and compensable.
+        assert_eq!(
+            (e.step_index, e.step_count, e.compensable),
+            (Some(0), Some(3), Some(true)),
+            "{e:?}"
+        );
+    }
+    let confirm_descriptor = saga_tracker::registry::descriptors_of("OrderSaga")
+        .into_iter()
+        .find(|d| d.step == "confirm");
+    if let Some(d) = confirm_descriptor {
+        assert_eq!((d.step_index, d.step_count, d.compensable), (2, 3, false));
+    }
+}
+
+#[test]
 fn err_records_failed_with_type_name_and_display() {
     let rec = Recorder::new("svc");
     let out = with_default(&rec.tracker, || reserve_stock(&cmd("s-2", 50)));

@@ -88,6 +88,10 @@ fn sagas() -> Vec<SagaEvent> {
                     "traceId".to_owned(),
                     "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
                 )]),
+                step_index: None,
+                step_count: None,
+                compensable: None,
+                cause_idempotency_key: None,
             });
         }
     }

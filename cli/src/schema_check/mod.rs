@@ -189,12 +189,13 @@ mod tests {
     }
 
     #[test]
-    fn repository_schema_has_the_v1_fingerprint() {
-        let json: serde_json::Value =
-            serde_json::from_str(saga_tracker_core::schema::SCHEMA_JSON).expect("schema is JSON");
-        assert_eq!(
-            fingerprint_hex(&json).expect("fingerprint"),
-            "4ea4c63af7f12518"
-        );
+    fn embedded_versions_have_their_spec_fingerprints() {
+        let expected = [(1, "4ea4c63af7f12518"), (2, "f5500e0a1fcefdfe")];
+        for (version, fingerprint) in expected {
+            let v = saga_tracker_core::schema::version(version).expect("known version");
+            let json: serde_json::Value = serde_json::from_str(v.json).expect("schema is JSON");
+            assert_eq!(fingerprint_hex(&json).expect("fingerprint"), fingerprint);
+            assert_eq!(hex::encode(v.fingerprint), fingerprint);
+        }
     }
 }

@@ -10,11 +10,15 @@
 
 pub mod fingerprint;
 mod read;
+mod registry_ids;
+mod resolve;
 pub mod write;
 
 use crate::event::SagaEvent;
-use crate::schema::{FINGERPRINT_V1, SINGLE_OBJECT_MAGIC};
+use crate::schema::{self, FINGERPRINT, SINGLE_OBJECT_MAGIC, SchemaVersion};
 
+pub use registry_ids::{RegistryIds, RegistryIdsError};
+pub use resolve::MAX_RESOLVED_DATUM;
 pub use write::write_datum;
 
 /// Bytes before the datum in a single-object message: magic + fingerprint.
@@ -39,7 +43,7 @@ impl Framing {
         match self {
             Framing::SingleObject => {
                 out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
-                out.extend_from_slice(&FINGERPRINT_V1);
+                out.extend_from_slice(&FINGERPRINT);
             }
             Framing::Confluent { schema_id } => {
                 out.push(0);
@@ -76,13 +80,31 @@ pub enum DecodeError {
         /// The fingerprints this reader knows.
         known: String,
     },
-    /// A Confluent-framed message with a schema id that is not the configured one.
-    #[error("unknown schema registry id {found}; expected {expected}")]
+    /// A Confluent-framed message with a schema id that is not a configured one.
+    #[error("unknown schema registry id {found}; configured: {known}")]
     UnknownSchemaId {
         /// The id in the message.
         found: u32,
-        /// The configured id.
-        expected: u32,
+        /// The configured ids and their versions.
+        known: String,
+    },
+    /// A datum written with an older schema version that schema resolution could not read.
+    #[error("cannot read a datum written with schema v{version}: {message}")]
+    Resolution {
+        /// The writer's schema version.
+        version: u32,
+        /// apache-avro's reason.
+        message: String,
+    },
+    /// A boolean byte other than 0 or 1.
+    #[error("`{field}` at offset {offset}: {value:#04x} is not an Avro boolean")]
+    InvalidBoolean {
+        /// The field being read.
+        field: &'static str,
+        /// Offset of the byte.
+        offset: usize,
+        /// The byte read.
+        value: u8,
     },
     /// The datum ended inside a field.
     #[error("truncated datum: ended inside `{field}` at offset {offset}")]
@@ -191,18 +213,29 @@ pub fn encode_framed(event: &SagaEvent, framing: Framing) -> Vec<u8> {
     out
 }
 
-/// Decodes a bare Avro datum written with the v1 schema.
+/// Decodes a bare Avro datum written with the current schema version (the hand-written fast path).
 pub fn decode_datum(datum: &[u8]) -> Result<SagaEvent, DecodeError> {
     read::Reader::new(datum).event()
 }
 
-/// Decodes an Avro single-object message. The fingerprint must be one of the known schema versions.
-pub fn decode(message: &[u8]) -> Result<SagaEvent, DecodeError> {
-    decode_datum(single_object_datum(message)?)
+/// Decodes a bare Avro datum written with schema `version`: the fast path for the current version, Avro schema
+/// resolution into the current model for an older one.
+pub fn decode_datum_as(datum: &[u8], version: &SchemaVersion) -> Result<SagaEvent, DecodeError> {
+    if version.fingerprint == FINGERPRINT {
+        decode_datum(datum)
+    } else {
+        resolve::read(version, datum)
+    }
 }
 
-/// Checks a single-object header and returns the datum after it.
-pub fn single_object_datum(message: &[u8]) -> Result<&[u8], DecodeError> {
+/// Decodes an Avro single-object message written with any known schema version (picked by the fingerprint).
+pub fn decode(message: &[u8]) -> Result<SagaEvent, DecodeError> {
+    let (version, datum) = single_object_parts(message)?;
+    decode_datum_as(datum, version)
+}
+
+/// Checks a single-object header and returns the writer's schema version and the datum after it.
+pub fn single_object_parts(message: &[u8]) -> Result<(&'static SchemaVersion, &[u8]), DecodeError> {
     if message.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -216,17 +249,40 @@ pub fn single_object_datum(message: &[u8]) -> Result<&[u8], DecodeError> {
         return Err(DecodeError::TruncatedHeader { len: message.len() });
     }
     let fingerprint = &message[2..SINGLE_OBJECT_HEADER_LEN];
-    if fingerprint != FINGERPRINT_V1 {
-        return Err(DecodeError::UnknownFingerprint {
+    let version = schema::version_by_fingerprint(fingerprint).ok_or_else(|| {
+        DecodeError::UnknownFingerprint {
             fingerprint: hex::encode(fingerprint),
-            known: format!("{} (v1)", hex::encode(FINGERPRINT_V1)),
-        });
-    }
-    Ok(&message[SINGLE_OBJECT_HEADER_LEN..])
+            known: schema::known_fingerprints(),
+        }
+    })?;
+    Ok((version, &message[SINGLE_OBJECT_HEADER_LEN..]))
 }
 
-/// Decodes a Confluent-framed message whose schema id must be `expected_schema_id`.
+/// Checks a single-object header and returns the datum after it, which must be written with the current version
+/// (for an older known version: [`single_object_parts`]).
+pub fn single_object_datum(message: &[u8]) -> Result<&[u8], DecodeError> {
+    let (version, datum) = single_object_parts(message)?;
+    if version.fingerprint != FINGERPRINT {
+        return Err(DecodeError::UnknownFingerprint {
+            fingerprint: hex::encode(version.fingerprint),
+            known: format!(
+                "{} (v{}, the only version read as a bare datum)",
+                hex::encode(FINGERPRINT),
+                schema::SCHEMA_VERSION
+            ),
+        });
+    }
+    Ok(datum)
+}
+
+/// Decodes a Confluent-framed message whose schema id must be `expected_schema_id`, standing for the current
+/// schema version.
 pub fn decode_confluent(message: &[u8], expected_schema_id: u32) -> Result<SagaEvent, DecodeError> {
+    decode_confluent_with(message, &RegistryIds::current(expected_schema_id))
+}
+
+/// Decodes a Confluent-framed message; its schema id picks the writer's version through `ids`.
+pub fn decode_confluent_with(message: &[u8], ids: &RegistryIds) -> Result<SagaEvent, DecodeError> {
     if message.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -239,17 +295,17 @@ pub fn decode_confluent(message: &[u8], expected_schema_id: u32) -> Result<SagaE
         return Err(DecodeError::TruncatedHeader { len: message.len() });
     }
     let found = u32::from_be_bytes([message[1], message[2], message[3], message[4]]);
-    if found != expected_schema_id {
-        return Err(DecodeError::UnknownSchemaId {
+    let version = ids
+        .version_of(found)
+        .ok_or_else(|| DecodeError::UnknownSchemaId {
             found,
-            expected: expected_schema_id,
-        });
-    }
-    decode_datum(&message[5..])
+            known: ids.to_string(),
+        })?;
+    decode_datum_as(&message[5..], version)
 }
 
 /// Decodes a message in either framing: single-object (`C3 01`) or, when `confluent_schema_id` is given,
-/// Confluent (`00`).
+/// Confluent (`00`) with that id standing for the current version.
 pub fn decode_any(
     message: &[u8],
     confluent_schema_id: Option<u32>,
@@ -260,8 +316,16 @@ pub fn decode_any(
     }
 }
 
-/// Decodes a message in either framing without checking a Confluent schema id: for sinks and the spool, which only
-/// ever see their own tracker's messages.
+/// Decodes a message in either framing: single-object (`C3 01`) or, when `ids` is not empty, Confluent (`00`).
+pub fn decode_any_with(message: &[u8], ids: &RegistryIds) -> Result<SagaEvent, DecodeError> {
+    match message.first() {
+        Some(0) if !ids.is_empty() => decode_confluent_with(message, ids),
+        _ => decode(message),
+    }
+}
+
+/// Decodes a message in either framing without checking a Confluent schema id (the datum is read as the current
+/// version): for sinks and the spool, which only ever see their own tracker's messages.
 pub fn decode_either_framing(message: &[u8]) -> Result<SagaEvent, DecodeError> {
     match message {
         [0, _, _, _, _, datum @ ..] => decode_datum(datum),

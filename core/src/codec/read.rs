@@ -1,4 +1,4 @@
-//! The Avro binary reader for [`SagaEvent`]. Every length is checked against the bytes that remain
+//! The Avro binary reader for [`SagaEvent`] as written by the current schema (v2): the hot path. Every length is checked against the bytes that remain
 //! before anything is allocated, so a hostile length costs nothing.
 
 use std::collections::BTreeMap;
@@ -82,6 +82,22 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8 { field, offset })
     }
 
+    fn boolean(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        let offset = self.pos;
+        match self.bytes.get(self.pos) {
+            None => Err(DecodeError::Truncated { field, offset }),
+            Some(&b) if b <= 1 => {
+                self.pos += 1;
+                Ok(b == 1)
+            }
+            Some(&b) => Err(DecodeError::InvalidBoolean {
+                field,
+                offset,
+                value: b,
+            }),
+        }
+    }
+
     fn union_index(&mut self, field: &'static str, branches: i64) -> Result<i64, DecodeError> {
         let offset = self.pos;
         let index = self.long(field)?;
@@ -131,6 +147,22 @@ impl<'a> Reader<'a> {
             }),
         };
         let metadata = self.metadata()?;
+        let step_index = match self.union_index("stepIndex", 2)? {
+            0 => None,
+            _ => Some(self.int("stepIndex")?),
+        };
+        let step_count = match self.union_index("stepCount", 2)? {
+            0 => None,
+            _ => Some(self.int("stepCount")?),
+        };
+        let compensable = match self.union_index("compensable", 2)? {
+            0 => None,
+            _ => Some(self.boolean("compensable")?),
+        };
+        let cause_idempotency_key = match self.union_index("causeIdempotencyKey", 2)? {
+            0 => None,
+            _ => Some(self.str("causeIdempotencyKey")?.to_owned()),
+        };
         if self.remaining() > 0 {
             return Err(DecodeError::TrailingBytes {
                 offset: self.pos,
@@ -156,6 +188,10 @@ impl<'a> Reader<'a> {
             duration_micros,
             error,
             metadata,
+            step_index,
+            step_count,
+            compensable,
+            cause_idempotency_key,
         })
     }
 

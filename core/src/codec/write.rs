@@ -40,6 +40,10 @@ pub struct EventFields<'a, M> {
     pub metadata: M,
     /// How many entries `metadata` yields.
     pub metadata_len: usize,
+    pub step_index: Option<i32>,
+    pub step_count: Option<i32>,
+    pub compensable: Option<bool>,
+    pub cause_idempotency_key: Option<&'a str>,
 }
 
 /// The idempotency key: either given, or derived as `{sagaId}:{step}:{status}:{attempt}` while writing.
@@ -108,6 +112,26 @@ where
         }
     }
     out.push(0);
+    for value in [f.step_index, f.step_count] {
+        match value {
+            None => out.push(0),
+            Some(v) => {
+                out.push(2);
+                put_long(out, i64::from(v));
+            }
+        }
+    }
+    match f.compensable {
+        None => out.push(0),
+        Some(b) => out.extend_from_slice(&[2, u8::from(b)]),
+    }
+    match f.cause_idempotency_key {
+        None => out.push(0),
+        Some(key) => {
+            out.push(2);
+            put_str(out, key);
+        }
+    }
 }
 
 /// Appends the Avro binary datum of `event` (no header).
@@ -129,6 +153,10 @@ pub fn write_datum(event: &SagaEvent, out: &mut Vec<u8>) {
             error: event.error.as_ref(),
             metadata: event.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             metadata_len: event.metadata.len(),
+            step_index: event.step_index,
+            step_count: event.step_count,
+            compensable: event.compensable,
+            cause_idempotency_key: event.cause_idempotency_key.as_deref(),
         },
     );
 }

@@ -28,6 +28,19 @@ pub(crate) struct Parts<'a> {
     pub error: Option<&'a StepError>,
     pub metadata: &'a [(Cow<'static, str>, String)],
     pub trace: Option<&'a TraceIds>,
+    /// The step's place in the saga declaration (schema v2): from the static descriptor, `None` for a
+    /// hand-recorded transition that does not say.
+    pub shape: Option<Shape>,
+    /// The idempotency key of the failure a compensation answers (schema v2 `causeIdempotencyKey`).
+    pub cause: Option<&'a str>,
+}
+
+/// Static facts of a declared step (schema v2 `stepIndex`, `stepCount`, `compensable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub step_index: u16,
+    pub step_count: u16,
+    pub compensable: bool,
 }
 
 impl<'a> Parts<'a> {
@@ -57,6 +70,12 @@ impl<'a> Parts<'a> {
             error: record.error.as_deref(),
             metadata: extras.map_or(&[], |e| e.metadata.as_slice()),
             trace: record.trace.as_ref(),
+            shape: (record.descriptor.step_count > 0).then_some(Shape {
+                step_index: record.descriptor.step_index,
+                step_count: record.descriptor.step_count,
+                compensable: record.descriptor.compensable,
+            }),
+            cause: None,
         }
     }
 
@@ -74,6 +93,12 @@ impl<'a> Parts<'a> {
             error: t.error.as_ref(),
             metadata: &t.metadata,
             trace: pending.trace.as_ref(),
+            shape: t.declared.map(|d| Shape {
+                step_index: d.step_index,
+                step_count: d.step_count,
+                compensable: d.compensable,
+            }),
+            cause: t.cause.as_deref(),
         }
     }
 }
@@ -294,6 +319,10 @@ fn fields<'x, M>(
         error: parts.error,
         metadata_len,
         metadata,
+        step_index: parts.shape.map(|s| i32::from(s.step_index)),
+        step_count: parts.shape.map(|s| i32::from(s.step_count)),
+        compensable: parts.shape.map(|s| s.compensable),
+        cause_idempotency_key: parts.cause,
     }
 }
 

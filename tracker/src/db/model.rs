@@ -48,10 +48,13 @@ macro_rules! saga_states {
 saga_states! {
     /// A step is in flight, or nothing terminal has been seen yet.
     Running = "RUNNING", terminal: false;
-    /// Every step recorded so far succeeded (the last attempt of each).
+    /// v1-only sagas (best effort): every step recorded so far succeeded (the last attempt of each).
     Succeeded = "SUCCEEDED", terminal: true;
-    /// A step's last attempt failed and no compensation has been recorded yet (compensations are expected).
-    Failed = "FAILED", terminal: false;
+    /// Schema v2: the saga's last declared step succeeded and nothing failed.
+    Completed = "COMPLETED", terminal: true;
+    /// A step's last attempt failed and nothing needs compensation (v2: no succeeded compensable step before it;
+    /// v1: no compensation recorded). Terminal: a failure that owes compensations is `COMPENSATING` (v2).
+    Failed = "FAILED", terminal: true;
     /// At least one compensation has started and not finished.
     Compensating = "COMPENSATING", terminal: false;
     /// Every compensation recorded so far finished successfully.
@@ -183,6 +186,14 @@ pub struct EventRow {
     pub kafka_offset: i64,
     /// When the tracker stored it.
     pub ingested_at: DateTime<Utc>,
+    /// Schema v2: the step's position in its saga's declaration, from 0 (null for v1 events).
+    pub step_index: Option<i32>,
+    /// Schema v2: how many steps the saga declares (null for v1 events).
+    pub step_count: Option<i32>,
+    /// Schema v2: whether the step declares a compensation (null for v1 events).
+    pub compensable: Option<bool>,
+    /// Schema v2, on compensation events: the idempotency key of the failure that triggered it.
+    pub cause_idempotency_key: Option<String>,
 }
 
 /// The derived summary of one saga (a row of `sagas`), as the API serves it.

@@ -26,8 +26,19 @@
 //! 5. `RUNNING` if a step is in flight (or only `UNKNOWN` statuses were seen);
 //! 6. `SUCCEEDED` otherwise.
 //!
-//! The event model has no "saga finished" marker, so `SUCCEEDED` means "every step recorded so far succeeded":
-//! a saga between two steps reads `SUCCEEDED` until the next step's first event arrives.
+//! These are the rules for sagas whose events are all v1: v1 has no "saga finished" marker, so `SUCCEEDED` means
+//! "every step recorded so far succeeded" (best effort).
+//!
+//! # Schema v2: the saga's shape
+//!
+//! When an event carries `stepCount` (v2), the saga knows its shape and rules 3–6 become:
+//!
+//! - a failed step *owes* the compensation of every succeeded step declared `compensable` whose compensation has not
+//!   finished: `COMPENSATING` while any is owed (those steps are listed as pending compensations), `COMPENSATED`
+//!   once none is and a compensation finished, `FAILED` (terminal) when nothing needed compensation;
+//! - `COMPLETED` when the last declared step (`stepIndex == stepCount - 1`) succeeded and nothing is in flight;
+//! - `RUNNING` otherwise — including a saga resting between two steps, which therefore counts as stuck after
+//!   `--stuck-after-minutes` of silence.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -41,6 +52,12 @@ use super::model::SagaState;
 /// The facts of one event the derivation needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFacts {
+    /// v2: the step's position in its saga's declaration, from 0.
+    pub step_index: Option<i32>,
+    /// v2: how many steps the saga declares.
+    pub step_count: Option<i32>,
+    /// v2: whether the step declares a compensation.
+    pub compensable: Option<bool>,
     /// The event id (tie-breaker).
     pub event_id: Uuid,
     /// The saga type.
@@ -159,16 +176,56 @@ pub fn derive(events: &[EventFacts]) -> Option<DerivedSaga> {
             .values()
             .any(|f| matches!(f.forward, Some((_, o, _)) if o == want))
     };
+    // Schema v2 facts: the declared step count, and which steps are compensable.
+    let step_count = sorted.iter().filter_map(|e| e.step_count).max();
+    let compensable: BTreeSet<&str> = sorted
+        .iter()
+        .filter(|e| e.compensable == Some(true))
+        .map(|e| e.step.as_str())
+        .collect();
+    let last_step: Option<&str> = step_count.and_then(|count| {
+        sorted
+            .iter()
+            .find(|e| e.step_index == Some(count - 1))
+            .map(|e| e.step.as_str())
+    });
+    // v2: succeeded compensable steps whose compensation has not finished (owed once a step failed).
+    let owed: Vec<&str> = steps
+        .iter()
+        .filter(|(step, f)| {
+            compensable.contains(*step)
+                && matches!(f.forward, Some((_, Forward::Succeeded, _)))
+                && !matches!(f.compensation, Some((_, Compensation::Done)))
+        })
+        .map(|(step, _)| *step)
+        .collect();
     let status = if comp(Compensation::Failed) {
         SagaState::CompensationFailed
     } else if comp(Compensation::InFlight) {
         SagaState::Compensating
+    } else if step_count.is_some() && fwd(Forward::Failed) {
+        // v2: a failure owes the compensations of the succeeded compensable steps.
+        if !owed.is_empty() {
+            SagaState::Compensating
+        } else if comp(Compensation::Done) {
+            SagaState::Compensated
+        } else {
+            SagaState::Failed
+        }
     } else if comp(Compensation::Done) {
         SagaState::Compensated
     } else if fwd(Forward::Failed) {
         SagaState::Failed
     } else if fwd(Forward::Running) || !fwd(Forward::Succeeded) {
         SagaState::Running
+    } else if step_count.is_some() {
+        // v2: finished only when the last declared step succeeded; otherwise between two steps.
+        match last_step.and_then(|s| steps.get(s)) {
+            Some(f) if matches!(f.forward, Some((_, Forward::Succeeded, _))) => {
+                SagaState::Completed
+            }
+            _ => SagaState::Running,
+        }
     } else {
         SagaState::Succeeded
     };
@@ -181,12 +238,16 @@ pub fn derive(events: &[EventFacts]) -> Option<DerivedSaga> {
         })
         .min()
         .map(|(_, step)| step.to_owned());
-    let pending_compensations = steps
+    let mut pending_compensations: Vec<String> = steps
         .iter()
         .filter(|(_, f)| matches!(f.compensation, Some((_, Compensation::InFlight))))
         .map(|(step, _)| (*step).to_owned())
         .collect();
-
+    if status == SagaState::Compensating && step_count.is_some() {
+        pending_compensations.extend(owed.iter().map(|s| (*s).to_owned()));
+        pending_compensations.sort();
+        pending_compensations.dedup();
+    }
     Some(DerivedSaga {
         saga_type: first.saga_type.clone(),
         status,
@@ -216,7 +277,93 @@ mod tests {
             service: format!("svc-{}", n % 2),
             recorded_at: DateTime::from_timestamp_micros(1_700_000_000_000_000 + t)
                 .expect("in range"),
+            step_index: None,
+            step_count: None,
+            compensable: None,
         }
+    }
+
+    /// A v2 event of the three-step saga reserve (compensable), charge (compensable), ship.
+    fn ev2(n: u128, step: &str, status: StepStatus, t: i64) -> EventFacts {
+        let (index, compensable) = match step {
+            "reserve" => (0, true),
+            "charge" => (1, true),
+            _ => (2, false),
+        };
+        EventFacts {
+            step_index: Some(index),
+            step_count: Some(3),
+            compensable: Some(compensable),
+            ..ev(n, step, status, 1, t)
+        }
+    }
+
+    #[test]
+    fn v2_completed_only_after_the_last_declared_step() {
+        let mut events = vec![
+            ev2(1, "reserve", Started, 0),
+            ev2(2, "reserve", Succeeded, 10),
+        ];
+        // Between two steps: running (so a silent saga here is stuck), not finished.
+        assert_eq!(assert_order_independent(&events).status, SagaState::Running);
+        events.push(ev2(3, "charge", Started, 20));
+        events.push(ev2(4, "charge", Succeeded, 30));
+        assert_eq!(assert_order_independent(&events).status, SagaState::Running);
+        events.push(ev2(5, "ship", Started, 40));
+        events.push(ev2(6, "ship", Succeeded, 50));
+        let saga = assert_order_independent(&events);
+        assert_eq!(saga.status, SagaState::Completed);
+        assert!(saga.status.is_terminal());
+    }
+
+    #[test]
+    fn v2_failure_owes_compensations_of_succeeded_compensable_steps() {
+        // The first step fails: nothing to compensate, FAILED and terminal.
+        let first = [ev2(1, "reserve", Started, 0), ev2(2, "reserve", Failed, 10)];
+        let saga = assert_order_independent(&first);
+        assert_eq!(saga.status, SagaState::Failed);
+        assert!(saga.status.is_terminal());
+
+        let mut events = vec![
+            ev2(1, "reserve", Started, 0),
+            ev2(2, "reserve", Succeeded, 10),
+            ev2(3, "charge", Started, 20),
+            ev2(4, "charge", Failed, 30),
+        ];
+        // reserve succeeded and is compensable: its compensation is owed before any is recorded.
+        let saga = assert_order_independent(&events);
+        assert_eq!(saga.status, SagaState::Compensating);
+        assert_eq!(saga.pending_compensations, vec!["reserve"]);
+        assert!(!saga.status.is_terminal());
+        events.push(ev2(5, "reserve", CompensationStarted, 40));
+        assert_eq!(
+            assert_order_independent(&events).status,
+            SagaState::Compensating
+        );
+        events.push(ev2(6, "reserve", Compensated, 50));
+        let saga = assert_order_independent(&events);
+        assert_eq!(saga.status, SagaState::Compensated);
+        assert!(saga.pending_compensations.is_empty());
+        assert_eq!(saga.failed_step.as_deref(), Some("charge"));
+    }
+
+    #[test]
+    fn v1_and_v2_events_of_one_saga_use_the_v2_shape() {
+        // A mixed fleet: v1 services record reserve and charge, a v2 service records ship.
+        let events = [
+            ev(1, "reserve", Started, 1, 0),
+            ev(2, "reserve", Succeeded, 1, 10),
+            ev(3, "charge", Started, 1, 20),
+            ev(4, "charge", Succeeded, 1, 30),
+            ev2(5, "ship", Started, 40),
+            ev2(6, "ship", Succeeded, 50),
+        ];
+        assert_eq!(
+            assert_order_independent(&events).status,
+            SagaState::Completed
+        );
+        // The same saga without the v2 service is v1-only: best effort.
+        assert_eq!(status_of(&events[..4]), SagaState::Succeeded);
     }
 
     fn status_of(events: &[EventFacts]) -> SagaState {

@@ -211,13 +211,14 @@ impl Store {
         let inserted: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
                  service, recorded_at, duration_micros, error_kind, error_message, metadata, kafka_topic,
-                 kafka_partition, kafka_offset)
+                 kafka_partition, kafka_offset, step_index, step_count, compensable, cause_idempotency_key)
              SELECT t.id, t.key, t.saga, t.ty, t.step, t.status, t.attempt, t.order_id, t.service, t.at, t.dur,
-                 t.ek, t.em, t.meta::jsonb, t.topic, t.part, t.off
+                 t.ek, t.em, t.meta::jsonb, t.topic, t.part, t.off, t.si, t.sc, t.comp, t.cause
              FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
                  $8::text[], $9::text[], $10::timestamptz[], $11::int8[], $12::text[], $13::text[], $14::text[],
-                 $15::text[], $16::int4[], $17::int8[])
-                 AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off)
+                 $15::text[], $16::int4[], $17::int8[], $18::int4[], $19::int4[], $20::bool[], $21::text[])
+                 AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off,
+                      si, sc, comp, cause)
              ON CONFLICT DO NOTHING
              RETURNING event_id",
         )
@@ -238,6 +239,10 @@ impl Store {
         .bind(col(&|e| e.topic.clone()))
         .bind(unique.iter().map(|&i| batch[i].partition).collect::<Vec<i32>>())
         .bind(unique.iter().map(|&i| batch[i].offset).collect::<Vec<i64>>())
+        .bind(unique.iter().map(|&i| batch[i].event.step_index).collect::<Vec<Option<i32>>>())
+        .bind(unique.iter().map(|&i| batch[i].event.step_count).collect::<Vec<Option<i32>>>())
+        .bind(unique.iter().map(|&i| batch[i].event.compensable).collect::<Vec<Option<bool>>>())
+        .bind(unique.iter().map(|&i| batch[i].event.cause_idempotency_key.clone()).collect::<Vec<Option<String>>>())
         .fetch_all(&mut *tx)
         .await?;
 
@@ -404,7 +409,8 @@ pub(crate) async fn recompute_sagas(
     .execute(&mut *tx)
     .await?;
     let rows = sqlx::query(
-        "SELECT event_id, saga_id, saga_type, step, status, attempt, order_id, service, recorded_at
+        "SELECT event_id, saga_id, saga_type, step, status, attempt, order_id, service, recorded_at,
+             step_index, step_count, compensable
          FROM saga_events WHERE saga_id = ANY($1)",
     )
     .bind(sagas)
@@ -425,6 +431,9 @@ pub(crate) async fn recompute_sagas(
                 order_id: r.try_get("order_id")?,
                 service: r.try_get("service")?,
                 recorded_at: r.try_get("recorded_at")?,
+                step_index: r.try_get("step_index")?,
+                step_count: r.try_get("step_count")?,
+                compensable: r.try_get("compensable")?,
             });
     }
     let upserts: Vec<SagaUpsert<'_>> = by_saga

@@ -1,7 +1,9 @@
 //! The timeline of one saga: its events in order, each failure linked to the compensations it triggered.
 //!
-//! A compensation event is linked to the last `FAILED` event recorded at or before it; when there is none
-//! (the producers' clocks disagree), to the saga's last `FAILED` event. Every `FAILED` event lists the
+//! A compensation event written with schema v2 names its failure (`causeIdempotencyKey`): it is linked to that
+//! `FAILED` event whatever the clocks say. Otherwise (v1 events, or a cause not stored) it is linked by time: to the
+//! last `FAILED` event recorded at or before it; when there is none (the producers' clocks disagree), to the
+//! saga's last `FAILED` event. Every `FAILED` event lists the
 //! compensation events linked to it, so the path failure → compensations is explicit in both directions.
 
 use saga_tracker_core::StepStatus;
@@ -47,7 +49,17 @@ pub fn build(mut events: Vec<EventRow>) -> Vec<TimelineEntry> {
         if status == StepStatus::Failed {
             current_failure = Some(i);
         } else if status.is_compensation()
-            && let Some(f) = current_failure.or(last_failure)
+            && let Some(f) = entries[i]
+                .event
+                .cause_idempotency_key
+                .as_deref()
+                .and_then(|key| {
+                    entries.iter().position(|e| {
+                        e.event.idempotency_key == key && e.event.status == StepStatus::Failed
+                    })
+                })
+                .or(current_failure)
+                .or(last_failure)
         {
             let id = entries[i].event.event_id;
             entries[i].triggered_by = Some(entries[f].event.event_id);
@@ -84,7 +96,34 @@ mod tests {
             kafka_partition: 0,
             kafka_offset: n as i64,
             ingested_at: DateTime::from_timestamp_micros(0).expect("in range"),
+            step_index: None,
+            step_count: None,
+            compensable: None,
+            cause_idempotency_key: None,
         }
+    }
+
+    #[test]
+    fn a_v2_cause_links_across_clock_skew() {
+        // Two failures; the compensation's clock puts it after the second, but it names the first.
+        let mut comp = row(4, "reserve", "COMPENSATION_STARTED", 50);
+        comp.cause_idempotency_key = Some("s:charge:FAILED:1".into());
+        let t = build(vec![
+            row(1, "reserve", "SUCCEEDED", 10),
+            row(2, "charge", "FAILED", 20),
+            row(3, "ship", "FAILED", 30),
+            comp,
+        ]);
+        assert_eq!(t[3].triggered_by, Some(Uuid::from_u128(2)));
+        assert_eq!(t[1].triggered_compensations, vec![Uuid::from_u128(4)]);
+        assert!(t[2].triggered_compensations.is_empty());
+        // Without the cause (v1), time order links it to the later failure.
+        let t = build(vec![
+            row(2, "charge", "FAILED", 20),
+            row(3, "ship", "FAILED", 30),
+            row(4, "reserve", "COMPENSATION_STARTED", 50),
+        ]);
+        assert_eq!(t[2].triggered_by, Some(Uuid::from_u128(3)));
     }
 
     #[test]

@@ -286,7 +286,23 @@ impl SagaBuilder {
                 "traceId".to_owned(),
                 "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
             )]),
+            step_index: None,
+            step_count: None,
+            compensable: None,
+            cause_idempotency_key: None,
         });
+        self
+    }
+}
+
+impl SagaBuilder {
+    /// Marks the last event as written by a v2 service: the step's place in a saga of `count` steps.
+    pub fn v2(mut self, index: i32, count: i32, compensable: bool) -> Self {
+        if let Some(e) = self.events.last_mut() {
+            e.step_index = Some(index);
+            e.step_count = Some(count);
+            e.compensable = Some(compensable);
+        }
         self
     }
 }
