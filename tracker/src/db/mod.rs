@@ -2,6 +2,7 @@
 
 pub mod model;
 pub mod state;
+pub mod statistics;
 mod store;
 pub mod timeline;
 

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::model::{EventRow, SagaRow};
 use super::state::{self, EventFacts};
+use super::statistics::Analyzer;
 use crate::config::is_identifier;
 
 /// The versioned migrations in `tracker/migrations`, embedded in the binary.
@@ -114,6 +116,7 @@ pub struct SagaPage {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    analyzer: Arc<Analyzer>,
 }
 
 #[derive(Serialize)]
@@ -146,6 +149,9 @@ impl Store {
             }
             options = options.options([("search_path", schema)]);
         }
+        // Plan each statement for its actual parameters and the table's current size: a generic plan made
+        // while the tables were small would be kept for the connection's life (see `statistics`).
+        options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -159,12 +165,22 @@ impl Store {
                 .map_err(StoreError::Connect)?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        let analyzer = Arc::new(
+            Analyzer::new(pool.clone())
+                .await
+                .map_err(StoreError::Connect)?,
+        );
+        Ok(Store { pool, analyzer })
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// `ANALYZE` runs this process started and finished as the tables grew (see [`statistics`](super::statistics)).
+    pub fn analyses(&self) -> u64 {
+        self.analyzer.analyses()
     }
 
     /// Writes a batch in one transaction: appends the events (a known event id is skipped) and recomputes the
@@ -235,6 +251,7 @@ impl Store {
             recompute_sagas(&mut tx, &sagas).await?;
         }
         tx.commit().await?;
+        self.analyzer.stored(new_indices.len());
         Ok(new_indices)
     }
 
