@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
@@ -61,7 +61,22 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "consumer group rebalance failed"),
+        }
+    }
+}
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
