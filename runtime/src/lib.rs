@@ -13,7 +13,7 @@
 //! - [`spool`]: failed deliveries kept on disk until [`Tracker::replay_spool`] gets them acknowledged.
 #![warn(missing_docs)]
 
-pub use saga_tracker_core::{codec, event, schema};
+pub use saga_tracker_core::{bounds, codec, event, schema};
 pub mod id;
 pub mod otel;
 mod priority;

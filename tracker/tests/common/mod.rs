@@ -16,6 +16,8 @@ use saga_tracker_core::{SagaEvent, StepError, StepStatus};
 use saga_tracker_service::{Assignment, Config, Service};
 use uuid::Uuid;
 
+pub mod proxy;
+
 pub const PARTITIONS: i32 = 3;
 
 /// A schema of its own in the test database, dropped when the value is dropped (also on panic).
