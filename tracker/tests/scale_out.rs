@@ -40,7 +40,15 @@ impl Replica {
             .append(true)
             .open(&log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_saga-tracker-service"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_saga-tracker-service"));
+        if kafka.is_mock() {
+            // The MockCluster waits `session.timeout.ms - 1 s` before every assignment round (a broker assigns as
+            // soon as every member rejoined) and cooperative-sticky needs two or three rounds to hand partitions
+            // to a restarted member: with the 6 s default a restart takes 10-15 s there, on a broker ~1 s (static
+            // membership). 4 s keeps the mock's rounds at 3 s; with a real broker the defaults are tested.
+            command.args(["--kafka-property", "session.timeout.ms=4000"]);
+        }
+        let child = command
             .args(["--database-url", &db.url, "--database-schema", &db.schema])
             .args(["--kafka-brokers", &kafka.brokers, "--topic", &kafka.topic])
             .args(["--dlq-topic", &kafka.dlq_topic, "--group-id", group])
