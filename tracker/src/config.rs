@@ -102,6 +102,13 @@ pub struct Config {
     /// (`saga_tracker_partition_stalled`, `/healthz` degraded).
     #[arg(long, env = "TRACKER_STALL_AFTER_SECONDS", default_value_t = 60)]
     pub stall_after_seconds: u64,
+    /// Batches written to PostgreSQL concurrently (each partition always goes to the same writer, in order).
+    #[arg(long, env = "TRACKER_INGEST_LANES", default_value_t = 2)]
+    pub ingest_lanes: usize,
+    /// Static group membership (`group.instance.id`): a stable name per replica (e.g. the pod name of a
+    /// StatefulSet). A replica restarted under the same name gets its partitions back without a rebalance.
+    #[arg(long, env = "TRACKER_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
 }
 
 /// The secret flags, for [`secrets_on_command_line`].
@@ -181,6 +188,8 @@ impl Config {
             metrics_max_steps: LabelLimits::DEFAULT.max_steps,
             metrics_refresh_ms: 5000,
             stall_after_seconds: 60,
+            ingest_lanes: 2,
+            group_instance_id: None,
         }
     }
 
@@ -240,6 +249,12 @@ impl Config {
         if self.batch_size == 0 {
             return Err(ConfigError::ZeroBatch);
         }
+        if self.ingest_lanes == 0 {
+            return Err(ConfigError::ZeroLanes);
+        }
+        if matches!(&self.group_instance_id, Some(id) if id.trim().is_empty()) {
+            return Err(ConfigError::Empty("group instance id"));
+        }
         if let Some(schema) = &self.database_schema
             && !is_identifier(schema)
         {
@@ -284,6 +299,9 @@ pub enum ConfigError {
     /// Batch size 0.
     #[error("the batch size must be at least 1")]
     ZeroBatch,
+    /// No ingest lane.
+    #[error("the number of ingest lanes must be at least 1")]
+    ZeroLanes,
     /// A schema name that is not a plain identifier.
     #[error(
         "database schema `{0}` is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)"
@@ -319,6 +337,12 @@ mod tests {
         let mut c = ok.clone();
         c.batch_size = 0;
         assert_eq!(c.validate(), Err(ConfigError::ZeroBatch));
+        let mut c = ok.clone();
+        c.ingest_lanes = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroLanes));
+        let mut c = ok.clone();
+        c.group_instance_id = Some(" ".into());
+        assert_eq!(c.validate(), Err(ConfigError::Empty("group instance id")));
         let mut c = ok.clone();
         c.api_token = Some(String::new());
         assert_eq!(c.validate(), Err(ConfigError::Empty("API token")));

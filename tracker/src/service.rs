@@ -97,6 +97,7 @@ impl Service {
             batch_size: config.batch_size,
             linger: Duration::from_millis(config.batch_linger_ms),
             confluent_schema_id: config.confluent_schema_id,
+            lanes: config.ingest_lanes,
         };
         let ingest = tokio::spawn(ingest.run(stopped.clone()));
 

@@ -3,6 +3,7 @@
 pub mod failure;
 pub mod model;
 pub mod state;
+pub mod statistics;
 mod store;
 pub mod timeline;
 

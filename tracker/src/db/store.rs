@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::model::{EventRow, SagaRow, SagaState};
 use super::state::{self, EventFacts};
+use super::statistics::Analyzer;
 use crate::config::is_identifier;
 
 /// The versioned migrations in `tracker/migrations`, embedded in the binary.
@@ -132,6 +134,7 @@ pub struct SagaPage {
 pub struct Store {
     pool: PgPool,
     schema: Option<String>,
+    analyzer: Arc<Analyzer>,
 }
 
 #[derive(Serialize)]
@@ -164,6 +167,9 @@ impl Store {
             }
             options = options.options([("search_path", schema)]);
         }
+        // Plan each statement for its actual parameters and the table's current size: a generic plan made
+        // while the tables were small would be kept for the connection's life (see `statistics`).
+        options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -177,15 +183,26 @@ impl Store {
                 .map_err(StoreError::Connect)?;
         }
         MIGRATOR.run(&pool).await?;
+        let analyzer = Arc::new(
+            Analyzer::new(pool.clone())
+                .await
+                .map_err(StoreError::Connect)?,
+        );
         Ok(Store {
             pool,
             schema: schema.map(str::to_owned),
+            analyzer,
         })
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// `ANALYZE` runs this process started and finished as the tables grew (see [`statistics`](super::statistics)).
+    pub fn analyses(&self) -> u64 {
+        self.analyzer.analyses()
     }
 
     /// Writes a batch in one transaction: appends the events (a known event id is skipped) and recomputes the
@@ -261,6 +278,7 @@ impl Store {
             recompute_sagas(&mut tx, &sagas).await?;
         }
         tx.commit().await?;
+        self.analyzer.stored(new_indices.len());
         Ok(new_indices)
     }
 

@@ -21,10 +21,12 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::db::failure::{self, FailureKind};
 use crate::db::{IncomingEvent, Store};
@@ -42,6 +44,7 @@ pub(crate) struct Ingest {
     pub batch_size: usize,
     pub linger: Duration,
     pub confluent_schema_id: Option<u32>,
+    pub lanes: usize,
 }
 
 /// Splits raw messages into events to store and messages to dead-letter.
@@ -76,34 +79,108 @@ pub fn classify(
 }
 
 impl Ingest {
-    /// Runs until `shutdown` turns true.
-    pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true: one reader task takes messages from librdkafka and hands batches to
+    /// `lanes` writer tasks (partition `p` goes to lane `p % lanes`, so a partition's batches stay in order and
+    /// each lane commits only its own partitions), which write them to PostgreSQL on connections of their own.
+    pub(crate) async fn run(self, shutdown: watch::Receiver<bool>) {
+        let lanes = self.lanes.max(1);
+        let ingest = Arc::new(self);
+        let mut senders = Vec::with_capacity(lanes);
+        let mut writers = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            // One batch waiting per lane: the reader collects the next batch while the lane writes this one.
+            let (tx, rx) = mpsc::channel(1);
+            senders.push(tx);
+            writers.push(tokio::spawn(
+                Arc::clone(&ingest).write_lane(rx, shutdown.clone()),
+            ));
+        }
+        ingest.read(senders, shutdown).await;
+        for writer in writers {
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "ingest writer task failed");
+            }
+        }
+        ingest.commit_stored().await;
+    }
+
+    /// Collects batches: waits for a message, then takes every message librdkafka has already fetched without
+    /// waiting (no timer per message), and hands a lane its batch as soon as it is full, or when the oldest
+    /// waiting message has lingered `linger`. Returns on shutdown, or when a writer stopped.
+    async fn read(
+        &self,
+        lanes: Vec<mpsc::Sender<Vec<OwnedMessage>>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut stream = self.consumer.stream();
+        let mut pending: Vec<Vec<OwnedMessage>> = lanes.iter().map(|_| Vec::new()).collect();
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
-            let first = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                m = self.consumer.recv() => m,
+            let linger = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
             };
-            let mut batch = Vec::with_capacity(self.batch_size);
-            match first {
-                Ok(m) => batch.push(m.detach()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka consumer error");
-                    self.metrics.error("kafka");
+            let next = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                () = linger => None,
+                m = stream.next() => m,
+            };
+            if let Some(first) = next {
+                self.take(first, &mut pending);
+                while pending.iter().all(|b| b.len() < self.batch_size) {
+                    match stream.next().now_or_never() {
+                        Some(Some(m)) => self.take(m, &mut pending),
+                        _ => break,
+                    }
+                }
+                if pending.iter().any(|b| !b.is_empty()) {
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.linger);
+                }
+            }
+            let expired = deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
+            for (lane, batch) in pending.iter_mut().enumerate() {
+                if batch.is_empty() || !(expired || batch.len() >= self.batch_size) {
                     continue;
                 }
-            }
-            let deadline = tokio::time::Instant::now() + self.linger;
-            while batch.len() < self.batch_size {
-                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                    Ok(Ok(m)) => batch.push(m.detach()),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "kafka consumer error");
-                        self.metrics.error("kafka");
-                    }
-                    Err(_) => break,
+                let full = std::mem::take(batch);
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    sent = lanes[lane].send(full) => if sent.is_err() { return },
                 }
             }
-            if !self.process(&batch, &mut shutdown).await {
+            if pending.iter().all(Vec::is_empty) {
+                deadline = None;
+            }
+        }
+    }
+
+    fn take(
+        &self,
+        message: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+        pending: &mut [Vec<OwnedMessage>],
+    ) {
+        match message {
+            Ok(m) => {
+                let lane = usize::try_from(m.partition()).unwrap_or(0) % pending.len();
+                pending[lane].push(m.detach());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                self.metrics.error("kafka");
+            }
+        }
+    }
+
+    /// Writes the batches of one lane in order until the reader stops or shutdown interrupts a batch.
+    async fn write_lane(
+        self: Arc<Self>,
+        mut batches: mpsc::Receiver<Vec<OwnedMessage>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        while let Some(batch) = batches.recv().await {
+            if *shutdown.borrow() || !self.process(&batch, &mut shutdown).await {
                 return;
             }
         }
@@ -197,13 +274,28 @@ impl Ingest {
                 tracing::warn!(error = %e, "cannot build the offset commit");
             }
         }
+        // Stored offsets are what the final commit at shutdown (and `commit_stored`) sends; the asynchronous
+        // commit keeps the batch's round trip to the group coordinator off the ingest path. A lost commit only
+        // means the batch is read again and absorbed by the event-id key.
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            // e.g. the partition was revoked meanwhile: its new owner re-reads from the last commit
+            tracing::debug!(error = %e, "cannot store offsets");
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed");
+            self.metrics.error("kafka");
+        }
+    }
+
+    /// Commits the stored offsets synchronously (at shutdown, so that a restart resumes exactly after them).
+    async fn commit_stored(&self) {
         let consumer = Arc::clone(&self.consumer);
         let result =
-            tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await;
-        if !matches!(result, Ok(Ok(()))) {
-            // The batch is stored; the next commit covers it, or a restart re-reads it and the store absorbs it.
-            tracing::warn!(?result, "offset commit failed");
-            self.metrics.error("kafka");
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await;
+        match result {
+            Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
+            other => tracing::warn!(result = ?other, "final offset commit failed"),
         }
     }
 
