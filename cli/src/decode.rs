@@ -13,9 +13,9 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use saga_tracker::SagaEvent;
-use saga_tracker::codec::{self, DecodeError, SINGLE_OBJECT_HEADER_LEN};
-use saga_tracker::schema::{FINGERPRINT_V1, SINGLE_OBJECT_MAGIC};
+use saga_tracker_core::SagaEvent;
+use saga_tracker_core::codec::{self, DecodeError, SINGLE_OBJECT_HEADER_LEN};
+use saga_tracker_core::schema::{FINGERPRINT_V1, SINGLE_OBJECT_MAGIC};
 
 use crate::error::CliError;
 
@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        codec::encode(&saga_tracker::testing::sample_event())
+        codec::encode(&saga_tracker_core::testing::sample_event())
     }
 
     #[test]

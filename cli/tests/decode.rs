@@ -7,12 +7,12 @@ use serde_json::Value;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/saga_tracker_v1.json"
+    "/../schemas/vectors/saga_tracker_v1.json"
 );
 
 fn vectors() -> Value {
-    let text = std::fs::read_to_string(VECTORS)
-        .expect("../shared/vectors/saga_tracker_v1.json is present");
+    let text =
+        std::fs::read_to_string(VECTORS).expect("schemas/vectors/saga_tracker_v1.json is present");
     serde_json::from_str(&text).expect("vectors are JSON")
 }
 

@@ -72,11 +72,11 @@ impl Id {
         }
     }
 
-    /// The decimal digits of an integer, `-` first when `negative` (no `core::fmt` on the hot path). The longest
-    /// (40 bytes, `-` and the digits of `u128::MAX`) is over the inline limit and shared.
+    /// The decimal digits of an integer (`itoa`: no `core::fmt` on the hot path). The longest (40 bytes, the
+    /// digits of `i128::MIN`) is over the inline limit and shared.
     #[inline]
-    pub(crate) fn from_integer(negative: bool, magnitude: u128) -> Id {
-        Id::from(crate::decimal::Decimal::new(negative, magnitude).as_str())
+    pub(crate) fn from_integer<I: itoa::Integer>(value: I) -> Id {
+        Id::from(itoa::Buffer::new().format(value))
     }
 }
 
@@ -118,7 +118,7 @@ impl From<String> for Id {
 impl From<u64> for Id {
     #[inline]
     fn from(value: u64) -> Id {
-        Id::from_integer(false, u128::from(value))
+        Id::from_integer(value)
     }
 }
 
@@ -211,11 +211,11 @@ mod tests {
 
     #[test]
     fn integers_and_uuids() {
-        assert_eq!(Id::from_integer(false, 0).as_str(), "0");
-        assert_eq!(Id::from_integer(true, 7).as_str(), "-7");
+        assert_eq!(Id::from_integer(0u8).as_str(), "0");
+        assert_eq!(Id::from_integer(-7i32).as_str(), "-7");
         assert_eq!(Id::from(u64::MAX).as_str(), "18446744073709551615");
-        let big = Id::from_integer(true, u128::MAX);
-        assert_eq!(big.as_str(), "-340282366920938463463374607431768211455");
+        let big = Id::from_integer(i128::MIN);
+        assert_eq!(big.as_str(), "-170141183460469231731687303715884105728");
         assert!(!big.is_inline(), "40 bytes is over the inline limit");
         let uuid = uuid::Uuid::from_u128(0x0190c3e2_5d4f_7c1a_9b2e_1234567890ab);
         assert_eq!(

@@ -5,8 +5,9 @@
 //! encoding, schema `schemas/SagaTracker.avsc`), keyed by saga id, with the OpenTelemetry trace id attached.
 //!
 //! The pieces:
-//! - [`SagaEvent`], [`StepStatus`], [`StepError`]: the event model (`event`).
-//! - [`codec`]: Avro encode/decode, byte-exact with the golden vectors.
+//! - [`SagaEvent`], [`StepStatus`], [`StepError`]: the event model (`event`), and
+//! - [`codec`]: Avro encode/decode, byte-exact with the golden vectors — both from `saga-tracker-core`,
+//!   re-exported here (tools that only decode depend on that crate alone).
 //! - [`Tracker`]: records [`Transition`]s without waiting on the network; [`init`] installs the process default.
 //! - [`sink`]: [`KafkaSink`], [`MemorySink`], [`JsonLinesSink`] behind the [`Sink`] trait.
 //! - [`spool`]: failed deliveries kept on disk until [`Tracker::replay_spool`] gets them acknowledged.
@@ -14,9 +15,7 @@
 //!   publishes them.
 #![warn(missing_docs)]
 
-pub mod codec;
-mod decimal;
-pub mod event;
+pub use saga_tracker_core::{bounds, codec, event, schema};
 pub mod id;
 pub mod otel;
 #[cfg(feature = "outbox")]
@@ -24,7 +23,6 @@ pub mod outbox;
 mod priority;
 pub mod registry;
 pub mod saga;
-pub mod schema;
 pub mod sink;
 pub mod spool;
 pub mod stats;

@@ -6,10 +6,7 @@
 use opentelemetry::Context;
 use opentelemetry::trace::TraceContextExt;
 
-/// The metadata key holding the trace id (32 lowercase hex digits).
-pub const TRACE_ID_KEY: &str = "traceId";
-/// The metadata key holding the span id (16 lowercase hex digits).
-pub const SPAN_ID_KEY: &str = "spanId";
+pub use saga_tracker_core::event::{SPAN_ID_KEY, TRACE_ID_KEY};
 
 /// The ids of a valid OpenTelemetry span context, captured where a step is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +36,12 @@ impl TraceIds {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
-        crate::codec::hex_lower(&self.trace_id)
+        hex::encode(self.trace_id)
     }
 
     /// The span id as 16 lowercase hex digits.
     pub fn span_id_hex(&self) -> String {
-        crate::codec::hex_lower(&self.span_id)
+        hex::encode(self.span_id)
     }
 
     /// The W3C `traceparent` header value: `00-{trace}-{span}-{flags}`.

@@ -13,29 +13,10 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::event::{SagaEvent, StepStatus};
-
 /// The environment variable naming an external broker (`host:port`) to run Kafka tests against.
 pub const TEST_BROKERS_ENV: &str = "SAGA_TRACKER_TEST_BROKERS";
 
-/// A fixed, valid event.
-pub fn sample_event() -> SagaEvent {
-    SagaEvent {
-        event_id: uuid::Uuid::from_u128(0x0190c3e2_5d4f_7c1a_9b2e_1234567890ab),
-        idempotency_key: "saga-0001:reserve_stock:STARTED:1".into(),
-        saga_id: "saga-0001".into(),
-        saga_type: "OrderSaga".into(),
-        step: "reserve_stock".into(),
-        status: StepStatus::Started,
-        attempt: 1,
-        order_id: None,
-        service: "order-service".into(),
-        recorded_at: 1_732_406_400_000_000,
-        duration_micros: None,
-        error: None,
-        metadata: BTreeMap::new(),
-    }
-}
+pub use saga_tracker_core::testing::sample_event;
 
 /// A Kafka for tests: librdkafka's in-process mock cluster, or the broker in `SAGA_TRACKER_TEST_BROKERS`.
 pub struct TestKafka {

@@ -64,7 +64,7 @@ pub struct Config {
     /// Address of the HTTP API and `/metrics`.
     #[arg(long, env = "TRACKER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// When set, every route but `/healthz` and `/metrics` requires `Authorization: Bearer <token>`.
+    /// When set, every route but `/healthz`, `/livez`, `/readyz` and `/metrics` requires `Authorization: Bearer <token>`.
     #[arg(long, env = "TRACKER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
     /// A saga that is not terminal and has recorded nothing for this many minutes counts as stuck.
@@ -73,6 +73,10 @@ pub struct Config {
     /// How often librdkafka reports statistics (consumer lag), in milliseconds.
     #[arg(long, env = "TRACKER_STATS_INTERVAL_MS", default_value_t = 5000)]
     pub stats_interval_ms: u64,
+    /// A partition whose messages wait without ingestion progress for this many seconds is reported stalled
+    /// (`saga_tracker_partition_stalled`, `/healthz` degraded).
+    #[arg(long, env = "TRACKER_STALL_AFTER_SECONDS", default_value_t = 60)]
+    pub stall_after_seconds: u64,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -102,7 +106,13 @@ impl Config {
             api_token: None,
             stuck_after_minutes: 15,
             stats_interval_ms: 5000,
+            stall_after_seconds: 60,
         }
+    }
+
+    /// How long messages may wait without progress before their partition counts as stalled.
+    pub fn stall_after(&self) -> Duration {
+        Duration::from_secs(self.stall_after_seconds)
     }
 
     /// How long a saga may be silent before it counts as stuck.

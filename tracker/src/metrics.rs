@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use saga_tracker::SagaEvent;
+use saga_tracker_core::SagaEvent;
 
 use crate::db::SagaState;
+use crate::ingest::stall::StallWatch;
 
 /// Events stored (new, not duplicates), by saga type, step and status.
 pub const EVENTS_INGESTED: &str = "saga_tracker_events_ingested_total";
@@ -33,6 +34,8 @@ pub const DLQ_MESSAGES: &str = "saga_tracker_dlq_messages_total";
 pub const INGEST_ERRORS: &str = "saga_tracker_ingest_errors_total";
 /// 1 when the database answered the scrape's queries.
 pub const DATABASE_UP: &str = "saga_tracker_database_up";
+/// 1 for a partition whose messages wait without progress for `--stall-after-seconds` (see [`StallWatch`]).
+pub const PARTITION_STALLED: &str = "saga_tracker_partition_stalled";
 
 const BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -70,9 +73,23 @@ pub struct DbSnapshot {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    stall: StallWatch,
 }
 
 impl Metrics {
+    /// Metrics whose stall watch reports a partition stalled after `stall_after` without progress.
+    pub fn with_stall_after(stall_after: std::time::Duration) -> Metrics {
+        Metrics {
+            inner: Mutex::default(),
+            stall: StallWatch::new(stall_after),
+        }
+    }
+
+    /// Progress per partition.
+    pub fn stall(&self) -> &StallWatch {
+        &self.stall
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -251,6 +268,21 @@ impl Metrics {
             );
         }
         drop(inner);
+        header(
+            &mut out,
+            PARTITION_STALLED,
+            "gauge",
+            "1 when messages wait in the partition and ingestion made no progress on it for the stall threshold.",
+        );
+        for ((topic, partition), stalled) in self.stall.partitions() {
+            let p = partition.to_string();
+            let _ = writeln!(
+                out,
+                "{PARTITION_STALLED}{{{}}} {}",
+                labels(&[("topic", &topic), ("partition", &p)]),
+                u8::from(stalled)
+            );
+        }
 
         header(
             &mut out,
@@ -315,7 +347,7 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_escapes() {
         let m = Metrics::default();
-        let mut e = saga_tracker::testing::sample_event();
+        let mut e = saga_tracker_core::testing::sample_event();
         e.step = "we\"ird\\step\n".into();
         e.duration_micros = Some(20_000);
         m.event_stored(&e);

@@ -60,7 +60,7 @@ impl Service {
             config.database_max_connections,
         )
         .await?;
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_stall_after(config.stall_after()));
         let dlq = DlqProducer::new(
             &config.kafka_brokers,
             &config.dlq_topic,

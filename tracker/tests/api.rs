@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Api, SagaBuilder, TestDb, TestKafka, wait_for_events};
-use saga_tracker::StepStatus::*;
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::Service;
 use serde_json::Value;
 

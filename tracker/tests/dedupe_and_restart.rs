@@ -3,10 +3,10 @@
 mod common;
 
 use common::{SagaBuilder, TestDb, TestKafka, wait_for_events};
-use saga_tracker::StepStatus::*;
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::Service;
 
-fn sagas(prefix: &str, count: usize) -> Vec<saga_tracker::SagaEvent> {
+fn sagas(prefix: &str, count: usize) -> Vec<saga_tracker_core::SagaEvent> {
     (0..count)
         .flat_map(|i| {
             SagaBuilder::new(&format!("{prefix}-{i}"), "OrderSaga", i as i64)

@@ -5,7 +5,7 @@ mod common;
 
 use common::{SagaBuilder, TestDb, TestKafka, header, wait_for_events};
 use rdkafka::message::Message;
-use saga_tracker::StepStatus::*;
+use saga_tracker_core::StepStatus::*;
 use saga_tracker_service::Service;
 use saga_tracker_service::ingest::dlq::headers;
 
@@ -18,14 +18,14 @@ async fn bad_messages_go_to_the_dlq_and_ingestion_continues() {
         .ev("order-service", "reserve_stock", Succeeded, 1)
         .ev("payment-service", "charge_payment", Started, 1)
         .events;
-    let valid = saga_tracker::codec::encode(&good[0]);
+    let valid = saga_tracker_core::codec::encode(&good[0]);
     let mut unknown_fingerprint = valid.clone();
     unknown_fingerprint[2] ^= 0xff;
     let truncated = valid[..valid.len() - 5].to_vec();
     let mut nul = good[0].clone();
     nul.event_id = uuid::Uuid::now_v7();
     nul.step = "bad\0step".into();
-    let nul = saga_tracker::codec::encode(&nul);
+    let nul = saga_tracker_core::codec::encode(&nul);
     let bad: Vec<(&str, Vec<u8>)> = vec![
         ("bad_magic", b"{\"json\": true}".to_vec()),
         ("unknown_fingerprint", unknown_fingerprint),

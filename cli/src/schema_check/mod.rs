@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use apache_avro::Schema;
-use saga_tracker::codec::fingerprint::{crc64_avro, parsing_canonical_form};
+use saga_tracker_core::codec::fingerprint::{crc64_avro, parsing_canonical_form};
 
 use crate::error::CliError;
 use crate::paths;
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn repository_schema_has_the_v1_fingerprint() {
         let json: serde_json::Value =
-            serde_json::from_str(saga_tracker::schema::SCHEMA_JSON).expect("schema is JSON");
+            serde_json::from_str(saga_tracker_core::schema::SCHEMA_JSON).expect("schema is JSON");
         assert_eq!(
             fingerprint_hex(&json).expect("fingerprint"),
             "4ea4c63af7f12518"

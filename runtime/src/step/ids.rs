@@ -148,28 +148,18 @@ impl<T: IdValue> IdValue for Option<T> {
     }
 }
 
-macro_rules! unsigned_id {
+macro_rules! integer_id {
     ($($t:ty),*) => {$(
         impl IdValue for $t {
             #[inline]
             fn to_id(&self) -> Option<Id> {
-                Some(Id::from_integer(false, *self as u128))
+                Some(Id::from_integer(*self))
             }
         }
     )*};
 }
-macro_rules! signed_id {
-    ($($t:ty),*) => {$(
-        impl IdValue for $t {
-            #[inline]
-            fn to_id(&self) -> Option<Id> {
-                Some(Id::from_integer(*self < 0, (*self as i128).unsigned_abs()))
-            }
-        }
-    )*};
-}
-unsigned_id!(u8, u16, u32, u64, u128, usize);
-signed_id!(i8, i16, i32, i64, i128, isize);
+integer_id!(u8, u16, u32, u64, u128, usize);
+integer_id!(i8, i16, i32, i64, i128, isize);
 
 /// The saga id of `value` (the generated code's `saga_id = <expr>`); no id becomes the empty id.
 #[inline]

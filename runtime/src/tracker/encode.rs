@@ -222,15 +222,13 @@ fn fields<'x, M>(
     }
 }
 
-/// Lowercase hex of `bytes` into `out` (twice as long).
+/// Lowercase hex of `bytes` into `out` (exactly twice as long; the `hex` crate).
 fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    match hex::encode_to_slice(bytes, out) {
+        // Only ASCII hex digits were written.
+        Ok(()) => std::str::from_utf8(out).unwrap_or_default(),
+        Err(_) => "",
     }
-    // Only ASCII hex digits were written.
-    std::str::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The HTTP API (axum, JSON): saga summaries, timelines, search, stats, `/healthz`, `/metrics` and the OpenAPI
-//! document. With a token configured, every route but `/healthz` and `/metrics` needs `Authorization: Bearer`.
+//! document. With a token configured, every route but `/healthz`, `/livez`, `/readyz` and `/metrics` needs
+//! `Authorization: Bearer`.
 
 mod auth;
 pub mod error;
@@ -17,8 +18,12 @@ use crate::metrics::Metrics;
 
 /// Route paths, shared by the router and the OpenAPI document.
 pub mod paths {
-    /// Liveness and database check.
+    /// Database check and ingestion health (`ok`, `degraded`, 503 `unavailable`).
     pub const HEALTHZ: &str = "/healthz";
+    /// Liveness: 200 while the process serves.
+    pub const LIVEZ: &str = "/livez";
+    /// Readiness: 503 while the database does not answer.
+    pub const READYZ: &str = "/readyz";
     /// Prometheus metrics.
     pub const METRICS: &str = "/metrics";
     /// Search sagas.
@@ -32,7 +37,9 @@ pub mod paths {
     /// This API's OpenAPI document.
     pub const OPENAPI: &str = "/api/v1/openapi.json";
     /// Every route (all are `GET`).
-    pub const ALL: [&str; 7] = [HEALTHZ, METRICS, SAGAS, SAGA, TIMELINE, STATS, OPENAPI];
+    pub const ALL: [&str; 9] = [
+        HEALTHZ, METRICS, SAGAS, SAGA, TIMELINE, STATS, OPENAPI, LIVEZ, READYZ,
+    ];
 }
 
 /// Shared state of the handlers.
@@ -48,7 +55,7 @@ pub struct AppState {
     pub stuck_after: Duration,
 }
 
-/// The router: public `/healthz` and `/metrics`, and the (optionally token-protected) `/api/v1` routes.
+/// The router: public `/healthz`, `/livez`, `/readyz` and `/metrics`, and the (optionally token-protected) `/api/v1` routes.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(paths::SAGAS, get(routes::list_sagas))
@@ -62,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route(paths::HEALTHZ, get(routes::healthz))
+        .route(paths::LIVEZ, get(routes::livez))
+        .route(paths::READYZ, get(routes::readyz))
         .route(paths::METRICS, get(routes::metrics))
         .merge(api)
         .fallback(routes::not_found)

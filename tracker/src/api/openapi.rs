@@ -67,6 +67,13 @@ pub fn document() -> Value {
                 "SagaPage": { "type": "object", "properties": {
                     "items": { "type": "array", "items": { "$ref": "#/components/schemas/Saga" } },
                     "next_cursor": { "type": "string", "description": "Absent on the last page." } } },
+                "Health": { "type": "object", "required": ["status"], "properties": {
+                    "status": { "type": "string", "enum": ["ok", "degraded"] },
+                    "reasons": { "type": "array", "items": { "type": "string" }, "description": "Why the service is degraded (present when `status` is `degraded`)." } } },
+                "Unavailable": { "type": "object", "required": ["status", "error", "message"], "properties": {
+                    "status": { "type": "string", "enum": ["unavailable"] },
+                    "error": { "type": "string", "enum": ["database_unavailable"] },
+                    "message": { "type": "string" } } },
                 "Stats": { "type": "object", "properties": {
                     "sagas_total": { "type": "integer" },
                     "sagas_by_status": { "type": "object", "additionalProperties": { "type": "integer" } },
@@ -79,8 +86,12 @@ pub fn document() -> Value {
         "paths": {}
     });
     let paths_obj = json!({
-        (paths::HEALTHZ): { "get": { "summary": "Liveness and database check (no token needed).", "security": [],
-            "responses": { "200": ok_json("Healthy.", json!({ "type": "object" })), "503": ok_json("Database unreachable.", json!({ "type": "object" })) } } },
+        (paths::HEALTHZ): { "get": { "summary": "Database check and ingestion health: `ok`, or `degraded` with reasons (a stalled partition); 503 when the database does not answer (no token needed).", "security": [],
+            "responses": { "200": ok_json("Healthy or degraded.", json!({ "$ref": "#/components/schemas/Health" })), "503": ok_json("Database unreachable.", json!({ "$ref": "#/components/schemas/Unavailable" })) } } },
+        (paths::LIVEZ): { "get": { "summary": "Liveness: 200 while the process serves (no token needed).", "security": [],
+            "responses": { "200": ok_json("Alive.", json!({ "$ref": "#/components/schemas/Health" })) } } },
+        (paths::READYZ): { "get": { "summary": "Readiness: 503 while the database does not answer (no token needed).", "security": [],
+            "responses": { "200": ok_json("Ready.", json!({ "$ref": "#/components/schemas/Health" })), "503": ok_json("Database unreachable.", json!({ "$ref": "#/components/schemas/Unavailable" })) } } },
         (paths::METRICS): { "get": { "summary": "Prometheus metrics, text exposition format (no token needed).", "security": [],
             "responses": { "200": { "description": "Metrics.", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
         (paths::SAGAS): { "get": { "summary": "Search sagas, newest first, keyset pagination.", "security": secured,

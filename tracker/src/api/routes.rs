@@ -26,15 +26,56 @@ const LIST_PARAMS: [&str; 8] = [
     "type", "status", "step", "service", "from", "to", "cursor", "limit",
 ];
 
+/// `/healthz`: 503 when the database does not answer; 200 `degraded` with reasons when ingestion is stalled;
+/// else 200 `ok`.
 pub(super) async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "error": "database_unavailable", "message": e.to_string() })),
-        )
-            .into_response(),
+    if let Err(e) = ping(&state).await {
+        return database_unavailable(&e);
     }
+    let reasons: Vec<String> = state
+        .metrics
+        .stall()
+        .stalled()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if reasons.is_empty() {
+        Json(json!({ "status": "ok" })).into_response()
+    } else {
+        Json(json!({ "status": "degraded", "reasons": reasons })).into_response()
+    }
+}
+
+/// `/livez`: 200 while the process serves HTTP (Kubernetes liveness: restart only a process that stopped
+/// answering; a database outage or a stall is not cured by a restart).
+pub(super) async fn livez() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// `/readyz`: 503 while the database does not answer (Kubernetes readiness: the API cannot serve then).
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    match ping(&state).await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => database_unavailable(&e),
+    }
+}
+
+/// How long a health check waits for the database (probes time out after 1–10 s; the pool alone would wait its
+/// 10 s acquire timeout).
+pub const HEALTH_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn ping(state: &AppState) -> Result<(), sqlx::Error> {
+    tokio::time::timeout(HEALTH_PING_TIMEOUT, state.store.ping())
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
+fn database_unavailable(e: &sqlx::Error) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "unavailable", "error": "database_unavailable", "message": e.to_string() })),
+    )
+        .into_response()
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {

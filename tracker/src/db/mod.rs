@@ -1,5 +1,6 @@
 //! PostgreSQL: embedded migrations, the batch writer, the state derivation and the queries the API runs.
 
+pub mod failure;
 pub mod model;
 pub mod state;
 mod store;

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use saga_tracker::StepStatus;
+use saga_tracker_core::StepStatus;
 use uuid::Uuid;
 
 use super::model::SagaState;

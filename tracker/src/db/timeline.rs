@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::model::EventRow;
 use super::state::parse_status;
-use saga_tracker::StepStatus;
+use saga_tracker_core::StepStatus;
 
 /// One event of a timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]

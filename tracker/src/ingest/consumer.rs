@@ -37,9 +37,13 @@ impl ClientContext for LagContext {
                 // nothing committed yet: everything retained is behind
                 p.hi_offset - p.lo_offset.max(0)
             } else {
+                self.metrics.stall().behind(&self.topic, *partition, 0);
                 continue;
             };
             self.metrics.set_lag(&self.topic, *partition, lag);
+            // only the partitions this consumer reads count for stall detection
+            let behind = if p.desired { lag } else { 0 };
+            self.metrics.stall().behind(&self.topic, *partition, behind);
         }
     }
 }

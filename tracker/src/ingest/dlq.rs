@@ -3,7 +3,7 @@
 //!
 //! | header | value |
 //! |---|---|
-//! | `dlq.reason` | a short code: `empty`, `bad_magic`, `truncated`, `unknown_fingerprint`, `unknown_schema_id`, `malformed`, `invalid_event` |
+//! | `dlq.reason` | a short code: `empty`, `bad_magic`, `truncated`, `unknown_fingerprint`, `unknown_schema_id`, `malformed`, `invalid_event`, `too_large`, `db_rejected` |
 //! | `dlq.error` | the decoder's or validator's message |
 //! | `dlq.original.topic` / `dlq.original.partition` / `dlq.original.offset` | where the message was read |
 //! | `dlq.service` | `saga-tracker-service` |
@@ -14,7 +14,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use saga_tracker::codec::DecodeError;
+use saga_tracker_core::codec::DecodeError;
 
 use super::validate::InvalidEvent;
 
@@ -43,12 +43,18 @@ pub enum Rejection {
     /// It decoded but cannot be stored.
     #[error(transparent)]
     Invalid(#[from] InvalidEvent),
+    /// PostgreSQL refused to store it with a data error (found by bisecting the batch); the text is the
+    /// database's message with its SQLSTATE.
+    #[error("the database rejected the event: {0}")]
+    Database(String),
 }
 
 impl Rejection {
     /// The `dlq.reason` code.
     pub fn code(&self) -> &'static str {
         match self {
+            Rejection::Database(_) => "db_rejected",
+            Rejection::Invalid(InvalidEvent::TooLarge(_)) => "too_large",
             Rejection::Invalid(_) => "invalid_event",
             Rejection::Decode(e) => match e {
                 DecodeError::Empty => "empty",

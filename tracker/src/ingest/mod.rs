@@ -2,15 +2,22 @@
 //! write the rest to PostgreSQL in one transaction, and only then commit the offsets.
 //!
 //! Delivery is at-least-once into an idempotent store: if the process dies between the database commit and the
-//! offset commit, the batch is read again and the `saga_events` primary key absorbs it. A database or DLQ error
-//! never drops a batch and never stops the loop: the batch is retried with backoff until it succeeds or the
-//! service shuts down (and then its offsets stay uncommitted).
+//! offset commit, the batch is read again and the `saga_events` primary key absorbs it.
+//!
+//! A database *data* error (see [`failure`](crate::db::failure)) is not retried: the batch is bisected until the
+//! events PostgreSQL refuses are alone, those go to the DLQ (`db_rejected`, with the database's message) and the
+//! others are stored, so one bad event never holds up the partition for more than its own batch. A transient
+//! database error or a DLQ error never drops a batch: it is retried with backoff until it succeeds or the service
+//! shuts down (and then its offsets stay uncommitted); a partition held up that way for `--stall-after-seconds`
+//! is reported stalled ([`stall`]).
 
 pub mod consumer;
 pub mod dlq;
+pub mod stall;
 pub mod validate;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +26,12 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use crate::db::failure::{self, FailureKind};
 use crate::db::{IncomingEvent, Store};
 use crate::metrics::Metrics;
 use consumer::TrackerConsumer;
 use dlq::{DlqProducer, Rejection};
+use stall::PartitionKey;
 
 /// What the ingest loop works with.
 pub(crate) struct Ingest {
@@ -43,14 +52,16 @@ pub fn classify(
     let mut good = Vec::with_capacity(messages.len());
     let mut bad = Vec::new();
     for (i, m) in messages.iter().enumerate() {
-        let decoded =
-            saga_tracker::codec::decode_any(m.payload().unwrap_or_default(), confluent_schema_id)
+        let decoded = saga_tracker_core::codec::decode_any(
+            m.payload().unwrap_or_default(),
+            confluent_schema_id,
+        )
+        .map_err(Rejection::from)
+        .and_then(|event| {
+            validate::validate(&event)
+                .map(|()| event)
                 .map_err(Rejection::from)
-                .and_then(|event| {
-                    validate::validate(&event)
-                        .map(|()| event)
-                        .map_err(Rejection::from)
-                });
+        });
         match decoded {
             Ok(event) => good.push(IncomingEvent {
                 event,
@@ -100,9 +111,32 @@ impl Ingest {
 
     /// Stores, dead-letters and commits one batch. False when shutdown interrupted it (nothing committed).
     async fn process(&self, batch: &[OwnedMessage], shutdown: &mut watch::Receiver<bool>) -> bool {
+        let partitions = partitions_of(batch);
+        self.metrics.stall().batch_started(&partitions);
         let (good, bad) = classify(batch, self.confluent_schema_id);
-        for (i, rejection) in &bad {
-            let m = &batch[*i];
+        let mut rejected: Vec<(&OwnedMessage, Rejection)> =
+            bad.into_iter().map(|(i, r)| (&batch[i], r)).collect();
+        if !good.is_empty() {
+            let Some(stored) = self.store(&good, shutdown).await else {
+                return false;
+            };
+            for &i in &stored.new {
+                self.metrics.event_stored(&good[i].event);
+            }
+            self.metrics
+                .duplicates((good.len() - stored.new.len() - stored.rejected.len()) as u64);
+            for (i, message) in stored.rejected {
+                let event = &good[i];
+                let Some(m) = batch
+                    .iter()
+                    .find(|m| m.partition() == event.partition && m.offset() == event.offset)
+                else {
+                    continue; // unreachable: every event comes from a message of the batch
+                };
+                rejected.push((m, Rejection::Database(message)));
+            }
+        }
+        for (m, rejection) in &rejected {
             tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = rejection.code(), error = %rejection, "message sent to the DLQ");
             if !self
                 .retry(shutdown, "dlq", || self.dlq.send(m, rejection))
@@ -112,20 +146,41 @@ impl Ingest {
             }
             self.metrics.dlq(rejection.code());
         }
-        if !good.is_empty() {
-            let Some(new) = self
-                .retry_value(shutdown, "database", || self.store.write_batch(&good))
-                .await
-            else {
-                return false;
-            };
-            for &i in &new {
-                self.metrics.event_stored(&good[i].event);
-            }
-            self.metrics.duplicates((good.len() - new.len()) as u64);
-        }
         self.commit(batch).await;
+        self.metrics.stall().batch_done(&partitions);
         true
+    }
+
+    /// Writes `events`; a data error splits the batch in halves until the events the database refuses are
+    /// alone (they are returned with its message), a transient error retries the same slice with backoff. None
+    /// when shutdown interrupted it.
+    async fn store(
+        &self,
+        events: &[IncomingEvent],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Stored> {
+        let mut stored = Stored::default();
+        let mut pending: Vec<Range<usize>> = Vec::new();
+        pending.push(0..events.len());
+        while let Some(range) = pending.pop() {
+            let slice = &events[range.clone()];
+            let result = self
+                .retry_transient(shutdown, || self.store.write_batch(slice))
+                .await?;
+            match result {
+                Ok(new) => stored.new.extend(new.into_iter().map(|i| i + range.start)),
+                Err(e) if range.len() == 1 => {
+                    stored.rejected.push((range.start, failure::describe(&e)));
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, events = range.len(), "data error: bisecting the batch");
+                    let mid = range.start + range.len() / 2;
+                    pending.push(mid..range.end);
+                    pending.push(range.start..mid);
+                }
+            }
+        }
+        Some(stored)
     }
 
     async fn commit(&self, batch: &[OwnedMessage]) {
@@ -177,20 +232,91 @@ impl Ingest {
         Fut: Future<Output = Result<T, E>>,
         E: std::fmt::Display,
     {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         loop {
             match f().await {
                 Ok(v) => return Some(v),
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "{what} write failed; retrying the batch");
+                    tracing::warn!(error = %e, retry_in = ?backoff.delay(), "{what} write failed; retrying the batch");
                     self.metrics.error(what);
                 }
             }
-            tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return None,
-                _ = tokio::time::sleep(backoff) => {}
+            if !backoff.wait(shutdown).await {
+                return None;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Runs a database write until it succeeds or fails with a data error (returned); transient errors are
+    /// retried with backoff. None when shutdown interrupted it.
+    async fn retry_transient<T, F, Fut>(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        mut f: F,
+    ) -> Option<Result<T, sqlx::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut backoff = Backoff::default();
+        loop {
+            match f().await {
+                Ok(v) => return Some(Ok(v)),
+                Err(e) => {
+                    self.metrics.error("database");
+                    if failure::kind(&e) == FailureKind::Data {
+                        return Some(Err(e));
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff.delay(), "database write failed; retrying the batch");
+                }
+            }
+            if !backoff.wait(shutdown).await {
+                return None;
+            }
+        }
+    }
+}
+
+/// What a batch write did: indices of the newly stored events and of the events the database refused (with its
+/// message). The others were duplicates.
+#[derive(Debug, Default)]
+struct Stored {
+    new: Vec<usize>,
+    rejected: Vec<(usize, String)>,
+}
+
+/// The topic-partitions a batch holds messages of.
+fn partitions_of(batch: &[OwnedMessage]) -> Vec<PartitionKey> {
+    let mut keys: Vec<PartitionKey> = batch
+        .iter()
+        .map(|m| (m.topic().to_owned(), m.partition()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Exponential backoff from 100 ms to 5 s.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    fn delay(&self) -> Duration {
+        self.0
+    }
+
+    /// Sleeps the current delay and doubles it. False when shutdown came first.
+    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return false,
+            _ = tokio::time::sleep(self.0) => {}
+        }
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        true
     }
 }

@@ -1,8 +1,10 @@
-//! Checks a decoded event can be stored: PostgreSQL rejects NUL in text and timestamps beyond its range, and
-//! an event without a saga id or type could never be queried. Such events go to the DLQ instead of blocking the
+//! Checks a decoded event can be stored: PostgreSQL rejects NUL in text and timestamps beyond its range, an
+//! event without a saga id or type could never be queried, and a value over the contract's bounds
+//! ([`saga_tracker_core::bounds`]) could exceed an index row. Such events go to the DLQ instead of blocking the
 //! batch forever.
 
-use saga_tracker::SagaEvent;
+use saga_tracker_core::SagaEvent;
+use saga_tracker_core::bounds::{self, TooLarge};
 
 /// 0001-01-01T00:00:00Z in microseconds since the epoch.
 const MIN_MICROS: i64 = -62_135_596_800_000_000;
@@ -21,6 +23,9 @@ pub enum InvalidEvent {
     /// `recordedAt` outside years 1..=9999.
     #[error("`recordedAt` {0} is outside years 1..=9999")]
     RecordedAtOutOfRange(i64),
+    /// A value over the contract's bounds.
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
 }
 
 /// Checks `event`.
@@ -59,6 +64,7 @@ pub fn validate(event: &SagaEvent) -> Result<(), InvalidEvent> {
     if !(MIN_MICROS..=MAX_MICROS).contains(&event.recorded_at) {
         return Err(InvalidEvent::RecordedAtOutOfRange(event.recorded_at));
     }
+    bounds::check(event)?;
     Ok(())
 }
 
@@ -68,7 +74,7 @@ mod tests {
 
     #[test]
     fn rejects_what_postgres_cannot_store() {
-        let ok = saga_tracker::testing::sample_event();
+        let ok = saga_tracker_core::testing::sample_event();
         assert_eq!(validate(&ok), Ok(()));
         let mut e = ok.clone();
         e.saga_id.clear();
@@ -82,6 +88,15 @@ mod tests {
             validate(&e),
             Err(InvalidEvent::RecordedAtOutOfRange(i64::MAX))
         );
+        let mut e = ok.clone();
+        e.saga_id = "s".repeat(bounds::SAGA_ID + 1);
+        assert!(matches!(
+            validate(&e),
+            Err(InvalidEvent::TooLarge(TooLarge {
+                field: bounds::Field::SagaId,
+                len: 257
+            }))
+        ));
         let mut e = ok;
         e.recorded_at = MAX_MICROS;
         assert_eq!(validate(&e), Ok(()));

@@ -12,9 +12,11 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use saga_tracker::{SagaEvent, StepError, StepStatus};
+use saga_tracker_core::{SagaEvent, StepError, StepStatus};
 use saga_tracker_service::{Assignment, Config, Service};
 use uuid::Uuid;
+
+pub mod proxy;
 
 pub const PARTITIONS: i32 = 3;
 
@@ -122,7 +124,7 @@ impl TestKafka {
     /// Sends events encoded with the runtime codec, keyed by saga id.
     pub async fn send(&self, events: &[SagaEvent]) {
         for e in events {
-            self.send_raw(&e.saga_id, &saga_tracker::codec::encode(e))
+            self.send_raw(&e.saga_id, &saga_tracker_core::codec::encode(e))
                 .await;
         }
     }

@@ -3,13 +3,13 @@
 
 use apache_avro::types::Value;
 use apache_avro::{Schema, from_avro_datum, from_value, to_avro_datum, to_value};
-use saga_tracker::codec;
-use saga_tracker::schema::SCHEMA_JSON;
-use saga_tracker::{SagaEvent, StepError, StepStatus};
+use saga_tracker_core::codec;
+use saga_tracker_core::schema::SCHEMA_JSON;
+use saga_tracker_core::{SagaEvent, StepError, StepStatus};
 
 fn events() -> Vec<SagaEvent> {
     let mut all = Vec::new();
-    let base = saga_tracker::testing::sample_event();
+    let base = saga_tracker_core::testing::sample_event();
     all.push(base.clone());
     for status in StepStatus::ALL {
         let mut e = base.clone();

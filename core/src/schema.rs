@@ -1,11 +1,14 @@
-//! The event schema `schemas/SagaTracker.avsc` and its identity on the wire.
+//! The event schema `SagaTracker.avsc` and its identity on the wire.
+//!
+//! The schema text is embedded from this package's `schemas/` (a test holds it byte-equal to the repository's
+//! `schemas/SagaTracker.avsc` and `schemas/history/`).
 
 use std::sync::LazyLock;
 
 use crate::codec::fingerprint::{crc64_avro, parsing_canonical_form};
 
-/// The text of `schemas/SagaTracker.avsc`, the current (v1) writer schema.
-pub const SCHEMA_JSON: &str = include_str!("../../schemas/SagaTracker.avsc");
+/// The text of `SagaTracker.avsc`, the current (v1) writer schema.
+pub const SCHEMA_JSON: &str = include_str!("../schemas/SagaTracker.v1.avsc");
 
 /// The schema version this crate writes.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -1,8 +1,8 @@
 //! Avro codec for [`SagaEvent`]: the binary datum, single-object encoding and Confluent framing.
 //!
 //! ```
-//! use saga_tracker::codec;
-//! # let event = saga_tracker::testing::sample_event();
+//! use saga_tracker_core::codec;
+//! # let event = saga_tracker_core::testing::sample_event();
 //! let bytes = codec::encode(&event);
 //! assert_eq!(&bytes[..2], &[0xc3, 0x01]);
 //! assert_eq!(codec::decode(&bytes).unwrap(), event);
@@ -10,7 +10,7 @@
 
 pub mod fingerprint;
 mod read;
-pub(crate) mod write;
+pub mod write;
 
 use crate::event::SagaEvent;
 use crate::schema::{FINGERPRINT_V1, SINGLE_OBJECT_MAGIC};
@@ -218,8 +218,8 @@ pub fn single_object_datum(message: &[u8]) -> Result<&[u8], DecodeError> {
     let fingerprint = &message[2..SINGLE_OBJECT_HEADER_LEN];
     if fingerprint != FINGERPRINT_V1 {
         return Err(DecodeError::UnknownFingerprint {
-            fingerprint: hex_lower(fingerprint),
-            known: format!("{} (v1)", hex_lower(&FINGERPRINT_V1)),
+            fingerprint: hex::encode(fingerprint),
+            known: format!("{} (v1)", hex::encode(FINGERPRINT_V1)),
         });
     }
     Ok(&message[SINGLE_OBJECT_HEADER_LEN..])
@@ -267,13 +267,4 @@ pub fn decode_either_framing(message: &[u8]) -> Result<SagaEvent, DecodeError> {
         [0, _, _, _, _, datum @ ..] => decode_datum(datum),
         _ => decode(message),
     }
-}
-
-pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

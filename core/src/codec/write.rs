@@ -1,6 +1,5 @@
 //! The Avro binary writer for [`SagaEvent`]: direct field-by-field encoding, no intermediate `Value`.
 
-use crate::decimal::Decimal;
 use crate::event::{SagaEvent, StepError, StepStatus};
 
 /// Appends a zig-zag varint `long`.
@@ -14,15 +13,17 @@ pub(crate) fn put_long(out: &mut Vec<u8>, value: i64) {
     out.push(n as u8);
 }
 
+/// Appends an Avro `string`: its length as a `long`, then the UTF-8 bytes.
 #[inline]
 pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_long(out, s.len() as i64);
     out.extend_from_slice(s.as_bytes());
 }
 
-/// The borrowed fields of one event, in schema order. [`SagaEvent`] and the recording path both encode
-/// through this, so there is exactly one encoder.
-pub(crate) struct EventFields<'a, M> {
+/// The borrowed fields of one event, in schema order. [`SagaEvent`] and the recording path (which holds no
+/// `SagaEvent`) both encode through this, so there is exactly one encoder. Field meanings are [`SagaEvent`]'s.
+#[allow(missing_docs)]
+pub struct EventFields<'a, M> {
     pub event_id: &'a uuid::Uuid,
     pub idempotency_key: IdempotencyKey<'a>,
     pub saga_id: &'a str,
@@ -37,16 +38,21 @@ pub(crate) struct EventFields<'a, M> {
     pub error: Option<&'a StepError>,
     /// Metadata entries, already in ascending key order.
     pub metadata: M,
+    /// How many entries `metadata` yields.
     pub metadata_len: usize,
 }
 
 /// The idempotency key: either given, or derived as `{sagaId}:{step}:{status}:{attempt}` while writing.
-pub(crate) enum IdempotencyKey<'a> {
+#[derive(Debug, Clone, Copy)]
+pub enum IdempotencyKey<'a> {
+    /// Written as given.
     Given(&'a str),
+    /// Derived from the other fields while writing (no intermediate `String`).
     Derived,
 }
 
-pub(crate) fn write_fields<'a, M>(out: &mut Vec<u8>, f: EventFields<'a, M>)
+/// Appends the Avro datum of `f` (no framing header).
+pub fn write_fields<'a, M>(out: &mut Vec<u8>, f: EventFields<'a, M>)
 where
     M: Iterator<Item = (&'a str, &'a str)>,
 {
@@ -55,8 +61,8 @@ where
     match f.idempotency_key {
         IdempotencyKey::Given(key) => put_str(out, key),
         IdempotencyKey::Derived => {
-            let attempt = Decimal::of_i32(f.attempt);
-            let attempt = attempt.as_str();
+            let mut attempt = itoa::Buffer::new();
+            let attempt = attempt.format(f.attempt);
             let status = f.status.as_str();
             let len = f.saga_id.len() + f.step.len() + status.len() + attempt.len() + 3;
             put_long(out, len as i64);

@@ -1,16 +1,17 @@
-//! The golden vectors in `../shared/vectors/saga_tracker_v1.json` (written by fastavro): our bytes must match.
+//! The golden vectors (written by fastavro, vendored in `schemas/vectors/`): our bytes must match. The vendored
+//! copy is pinned to the project's `../shared/vectors/` wherever that exists (`shared_vectors_equal_the_vendored_copy`).
 
 use std::collections::BTreeMap;
 
-use saga_tracker::codec::{self, DecodeError, fingerprint};
-use saga_tracker::schema::{self, FINGERPRINT_V1};
-use saga_tracker::{SagaEvent, StepError, StepStatus};
+use saga_tracker_core::codec::{self, DecodeError, fingerprint};
+use saga_tracker_core::schema::{self, FINGERPRINT_V1};
+use saga_tracker_core::{SagaEvent, StepError, StepStatus};
 use serde_json::Value;
 
 fn vectors() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/saga_tracker_v1.json"
+        "/../schemas/vectors/saga_tracker_v1.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).expect("vectors are JSON")
@@ -53,20 +54,46 @@ fn hex(v: &Value) -> Vec<u8> {
     hex::decode(v.as_str().expect("hex string")).expect("valid hex")
 }
 
+fn repo_file(relative: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 #[test]
 fn schema_file_is_byte_for_byte_the_contract() {
-    let contract = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/SagaTracker.v1.avsc"
-    ))
-    .expect("read contract");
-    assert_eq!(schema::SCHEMA_JSON, contract);
-    let history = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../schemas/history/SagaTracker.v1.avsc"
-    ))
-    .expect("read history v1");
-    assert_eq!(history, contract);
+    let contract = repo_file("schemas/vectors/SagaTracker.v1.avsc");
+    assert_eq!(schema::SCHEMA_JSON.as_bytes(), contract);
+    assert_eq!(repo_file("schemas/history/SagaTracker.v1.avsc"), contract);
+    assert_eq!(repo_file("schemas/SagaTracker.avsc"), contract);
+    assert_eq!(repo_file("core/schemas/SagaTracker.v1.avsc"), contract);
+}
+
+/// The contract stays pinned: where the project's `../shared/vectors/` exists (our machines and CI), the
+/// repository's vendored copy must equal it byte for byte. A clone with nothing beside it skips this check only.
+#[test]
+fn shared_vectors_equal_the_vendored_copy() {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    if !shared.is_dir() {
+        eprintln!("{} is absent: nothing to pin against", shared.display());
+        return;
+    }
+    let mut names: Vec<_> = std::fs::read_dir(&shared)
+        .expect("list shared vectors")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "{} is empty", shared.display());
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        let theirs = std::fs::read(shared.join(&name)).expect("read shared file");
+        let ours = repo_file(&format!("schemas/vectors/{name}"));
+        assert!(
+            theirs == ours,
+            "schemas/vectors/{name} differs from ../shared/vectors/{name}: copy it again (the contract changed)"
+        );
+    }
 }
 
 #[test]
@@ -190,7 +217,7 @@ fn every_invalid_vector_is_a_typed_error() {
 
 #[test]
 fn unknown_fingerprint_error_names_the_fingerprint() {
-    let mut message = codec::encode(&saga_tracker::testing::sample_event());
+    let mut message = codec::encode(&saga_tracker_core::testing::sample_event());
     message[2..10].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
     let err = codec::decode(&message).expect_err("unknown fingerprint");
     assert!(err.to_string().contains("0102030405060708"), "{err}");
@@ -218,7 +245,7 @@ fn truncating_a_message_anywhere_is_an_error_never_a_panic() {
 
 #[test]
 fn metadata_is_written_in_ascending_key_order() {
-    let mut event = saga_tracker::testing::sample_event();
+    let mut event = saga_tracker_core::testing::sample_event();
     event.metadata.insert("zeta".into(), "1".into());
     event.metadata.insert("alpha".into(), "2".into());
     event.metadata.insert("Beta".into(), "3".into());
@@ -230,7 +257,7 @@ fn metadata_is_written_in_ascending_key_order() {
 
 #[test]
 fn confluent_framing_round_trips_and_checks_the_schema_id() {
-    let event = saga_tracker::testing::sample_event();
+    let event = saga_tracker_core::testing::sample_event();
     let bytes = codec::encode_framed(&event, codec::Framing::Confluent { schema_id: 42 });
     assert_eq!(&bytes[..5], &[0, 0, 0, 0, 42]);
     assert_eq!(codec::decode_confluent(&bytes, 42).expect("decode"), event);

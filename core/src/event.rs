@@ -8,6 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The metadata key holding the OpenTelemetry trace id (32 lowercase hex digits).
+pub const TRACE_ID_KEY: &str = "traceId";
+/// The metadata key holding the OpenTelemetry span id (16 lowercase hex digits).
+pub const SPAN_ID_KEY: &str = "spanId";
+
 /// The status of a step transition (Avro enum `saga.tracker.StepStatus`).
 ///
 /// The declaration order is the Avro symbol order: the index is what goes on the wire.
@@ -180,9 +185,7 @@ impl SagaEvent {
 
     /// The OpenTelemetry trace id recorded in `metadata["traceId"]`, if any.
     pub fn trace_id(&self) -> Option<&str> {
-        self.metadata
-            .get(crate::otel::TRACE_ID_KEY)
-            .map(String::as_str)
+        self.metadata.get(TRACE_ID_KEY).map(String::as_str)
     }
 }
 
