@@ -5,6 +5,10 @@ use std::path::PathBuf;
 /// An error that prevents a command from running its checks.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The outbox relay could not start or stopped with an error.
+    #[cfg(feature = "outbox")]
+    #[error("outbox relay: {0}")]
+    Outbox(String),
     /// A file or directory that was asked for does not exist.
     #[error("{what} `{}` does not exist", path.display())]
     NotFound {

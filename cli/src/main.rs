@@ -5,6 +5,8 @@
 mod checklist;
 mod decode;
 mod error;
+#[cfg(feature = "outbox")]
+mod outbox;
 mod output;
 mod paths;
 mod schema_check;
@@ -47,6 +49,12 @@ enum Command {
         /// The input file; stdin when absent or `-`.
         file: Option<PathBuf>,
     },
+    /// The transactional outbox (built with feature `outbox`).
+    #[cfg(feature = "outbox")]
+    Outbox {
+        #[command(subcommand)]
+        command: outbox::OutboxCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +90,8 @@ fn main() -> ExitCode {
             command: SchemaCommand::Check { schema, history },
         } => schema_check::run(&schema, &history),
         Command::Decode { hex, file } => decode::run(hex, file.as_deref()),
+        #[cfg(feature = "outbox")]
+        Command::Outbox { command } => outbox::run(command).map_err(error::CliError::Outbox),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -11,11 +11,15 @@
 //! - [`Tracker`]: records [`Transition`]s without waiting on the network; [`init`] installs the process default.
 //! - [`sink`]: [`KafkaSink`], [`MemorySink`], [`JsonLinesSink`] behind the [`Sink`] trait.
 //! - [`spool`]: failed deliveries kept on disk until [`Tracker::replay_spool`] gets them acknowledged.
+//! - `outbox` (feature `outbox`): events written in the caller's PostgreSQL transaction, and the relay that
+//!   publishes them.
 #![warn(missing_docs)]
 
 pub use saga_tracker_core::{bounds, codec, event, schema};
 pub mod id;
 pub mod otel;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 mod priority;
 pub mod registry;
 pub mod saga;

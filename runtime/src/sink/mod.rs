@@ -157,8 +157,10 @@ pub struct Delivery {
     target: Target,
 }
 
+/// Receives the outcome of a [`Delivery::callback`]: `Ok` when acknowledged, else the transport's reason.
+pub type DeliveryCallback = Box<dyn FnOnce(Result<(), &str>) + Send>;
+
 /// Whose outcome a [`Delivery`] reports.
-#[derive(Debug)]
 enum Target {
     /// An event recorded now. Its id and time, needed only if it fails, are read back from its payload.
     Live(Arc<Reporter>),
@@ -168,6 +170,22 @@ enum Target {
         path: PathBuf,
         event_id: Uuid,
     },
+    /// An event sent outside any tracker (the outbox relay): the outcome goes to a callback, nothing is spooled.
+    Callback(DeliveryCallback),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Live(reporter) => f.debug_tuple("Live").field(reporter).finish(),
+            Target::Replay { path, event_id, .. } => f
+                .debug_struct("Replay")
+                .field("path", path)
+                .field("event_id", event_id)
+                .finish_non_exhaustive(),
+            Target::Callback(_) => f.write_str("Callback"),
+        }
+    }
 }
 
 impl Delivery {
@@ -190,23 +208,33 @@ impl Delivery {
         }
     }
 
-    /// The reporter of a live event (`None` for a replay).
+    /// A delivery whose outcome is handed to `callback` (once, on a transport thread: keep it short). Nothing is
+    /// counted or spooled: the caller keeps the event until it sees `Ok` (the outbox relay marks its row
+    /// published then).
+    pub fn callback(callback: impl FnOnce(Result<(), &str>) + Send + 'static) -> Self {
+        Delivery {
+            target: Target::Callback(Box::new(callback)),
+        }
+    }
+
+    /// The reporter of a live event (`None` for a replay or a callback).
     pub(crate) fn live_reporter(&self) -> Option<&Arc<Reporter>> {
         match &self.target {
             Target::Live(reporter) => Some(reporter),
-            Target::Replay { .. } => None,
+            Target::Replay { .. } | Target::Callback(_) => None,
         }
     }
 
     /// The transport acknowledged the event.
     pub fn delivered(self) {
-        match &self.target {
+        match self.target {
+            Target::Callback(callback) => callback(Ok(())),
             Target::Live(reporter) => reporter.live_delivered(),
             Target::Replay { reporter, path, .. } => {
                 let counters = &reporter.counters;
                 Counters::bump(&counters.delivered);
                 if let Some(spool) = &reporter.spool {
-                    match spool.release(path, true) {
+                    match spool.release(&path, true) {
                         Ok(()) => Counters::bump(&counters.replayed),
                         Err(err) => {
                             tracing::warn!(%err, "saga-tracker: replayed event delivered but its spool file could not be removed")
@@ -219,7 +247,8 @@ impl Delivery {
 
     /// The transport gave up on the event; `key` and `payload` are what was sent.
     pub fn failed(self, key: &str, payload: &[u8], reason: &str) {
-        match &self.target {
+        match self.target {
+            Target::Callback(callback) => callback(Err(reason)),
             Target::Live(reporter) => reporter.live_failed(key, payload, reason),
             Target::Replay {
                 reporter,
@@ -228,7 +257,7 @@ impl Delivery {
             } => {
                 Counters::bump(&reporter.counters.failed);
                 if let Some(spool) = &reporter.spool {
-                    let _ = spool.release(path, false);
+                    let _ = spool.release(&path, false);
                 }
                 reporter.note_error(format!("delivery of {event_id} failed: {reason}"));
             }

@@ -13,6 +13,7 @@ use crate::codec::write::{EventFields, IdempotencyKey, write_fields};
 use crate::event::{StepError, StepStatus, system_time_to_micros};
 use crate::otel::{SPAN_ID_KEY, TRACE_ID_KEY, TraceIds};
 use crate::sink::Envelope;
+use crate::transition::Transition;
 
 /// The fields of one event, borrowed from a [`StepRecord`] or a [`Pending`] transition.
 #[derive(Clone, Copy)]
@@ -80,7 +81,15 @@ impl<'a> Parts<'a> {
     }
 
     fn of_pending(pending: &'a Pending) -> Parts<'a> {
-        let t = &pending.transition;
+        Parts::of_transition(&pending.transition, pending.at, pending.trace.as_ref())
+    }
+
+    /// The event of `t`, recorded at `at` in the span `trace`.
+    pub(crate) fn of_transition(
+        t: &'a Transition,
+        at: SystemTime,
+        trace: Option<&'a TraceIds>,
+    ) -> Parts<'a> {
         Parts {
             saga_type: &t.saga_type,
             step: &t.step,
@@ -88,11 +97,11 @@ impl<'a> Parts<'a> {
             status: t.status,
             attempt: t.attempt,
             order_id: t.order_id.as_deref(),
-            at: pending.at,
+            at,
             duration: t.duration,
             error: t.error.as_ref(),
             metadata: &t.metadata,
-            trace: pending.trace.as_ref(),
+            trace,
             shape: t.declared.map(|d| Shape {
                 step_index: d.step_index,
                 step_count: d.step_count,
@@ -178,6 +187,15 @@ impl Bounded {
             ..*parts
         }
     }
+}
+
+/// One encoded event in owned buffers (the outbox stores these).
+#[cfg(feature = "outbox")]
+#[derive(Debug, Clone)]
+pub(crate) struct Encoded {
+    pub event_id: Uuid,
+    pub payload: Vec<u8>,
+    pub traceparent: Option<String>,
 }
 
 /// Buffers for one event at a time: the payload and the `traceparent` header. Sinks copy what they keep.

@@ -74,6 +74,20 @@ impl Drop for Inner {
     }
 }
 
+/// The checks every recorded transition passes: a saga id, a saga type and a step name.
+fn validate(transition: &Transition) -> Result<(), RecordError> {
+    if transition.saga_id.is_empty() {
+        return Err(RecordError::EmptySagaId {
+            saga_type: transition.saga_type.clone().into_owned(),
+            step: transition.step.clone().into_owned(),
+        });
+    }
+    if transition.saga_type.is_empty() || transition.step.is_empty() {
+        return Err(RecordError::EmptyName);
+    }
+    Ok(())
+}
+
 /// What [`Tracker::replay_spool`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -128,24 +142,33 @@ impl Tracker {
         at: SystemTime,
         trace: Option<TraceIds>,
     ) -> Result<(), RecordError> {
-        if transition.saga_id.is_empty() {
-            return Err(RecordError::EmptySagaId {
-                saga_type: transition.saga_type.into_owned(),
-                step: transition.step.into_owned(),
-            });
-        }
-        if transition.saga_type.is_empty() || transition.step.is_empty() {
-            return Err(RecordError::EmptyName);
-        }
-        if let Err(too_large) = transition.check_bounds() {
-            return Err(self.refuse(too_large));
-        }
+        self.check(&transition)?;
         self.enqueue(Command::Record(Box::new(Pending {
             at,
             trace,
             transition,
         })));
         Ok(())
+    }
+
+    /// Encodes `transition` exactly as this tracker's worker would (service name, framing, a fresh UUIDv7, the
+    /// trace ids), into owned bytes: what the transactional outbox stores.
+    #[cfg(feature = "outbox")]
+    pub(crate) fn encode_owned(
+        &self,
+        transition: &Transition,
+        at: SystemTime,
+        trace: Option<&TraceIds>,
+    ) -> Result<encode::Encoded, RecordError> {
+        self.check(transition)?;
+        let mut buf = EventBuf::default();
+        let parts = Parts::of_transition(transition, at, trace);
+        let envelope = buf.encode(&parts, &self.inner.service, self.inner.framing);
+        Ok(encode::Encoded {
+            event_id: envelope.event_id,
+            payload: envelope.payload.to_vec(),
+            traceparent: envelope.traceparent.map(str::to_owned),
+        })
     }
 
     /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, two cache lines).
@@ -167,6 +190,14 @@ impl Tracker {
 
     /// Counts a transition refused for its size.
     #[cold]
+    /// Refuses a transition without a saga id or names, or with one over its bound (counted as rejected).
+    fn check(&self, transition: &Transition) -> Result<(), RecordError> {
+        validate(transition)?;
+        transition
+            .check_bounds()
+            .map_err(|too_large| self.refuse(too_large))
+    }
+
     fn refuse(&self, too_large: TooLarge) -> RecordError {
         Counters::bump(&self.inner.reporter.counters.rejected);
         RecordError::TooLarge(too_large)
