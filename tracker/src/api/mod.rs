@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::READYZ, get(routes::readyz))
         .route(paths::METRICS, get(routes::metrics))
         .merge(api)
+        .merge(crate::graphql::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)

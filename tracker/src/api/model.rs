@@ -31,8 +31,10 @@ pub struct Timeline {
     pub events: Vec<TimelineEntry>,
 }
 
-/// `GET /api/v1/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// `GET /api/v1/stats`; GraphQL `stats`.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject,
+)]
 pub struct Stats {
     /// Sagas stored.
     pub sagas_total: i64,
@@ -102,14 +104,17 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// The query of `GET /api/v1/sagas`. An unknown parameter is a 400.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, IntoParams)]
+/// The query of `GET /api/v1/sagas`. An unknown parameter is a 400. GraphQL input `SagaFilter` of `sagas` (whose
+/// `after` and `first` are `cursor` and `limit`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, IntoParams, async_graphql::InputObject)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+#[graphql(name = "SagaFilter")]
 pub struct SagaQuery {
     /// Saga type.
     #[serde(rename = "type")]
     #[param(rename = "type", min_length = 1, pattern = "^[^\\u0000]*$")]
+    #[graphql(name = "type")]
     pub saga_type: Option<String>,
     /// Derived state (case-insensitive).
     #[param(inline)]
@@ -125,9 +130,11 @@ pub struct SagaQuery {
     /// Started before (RFC 3339); before `from` gives an empty page.
     pub to: Option<DateTime<Utc>>,
     /// `next_cursor` of the previous page; empty = the first page.
+    #[graphql(skip)]
     #[param(pattern = "^(-?[0-9]{1,17}_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500.
+    #[graphql(skip)]
     #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
 }
