@@ -33,6 +33,7 @@ fn run_with_tracker(sagas: u32, keep_data: bool) -> Box<RunReport> {
         tracker: Some(TrackerOptions {
             database_url: database_url(),
             keep_data,
+            ..TrackerOptions::default()
         }),
         ..DemoConfig::default()
     })

@@ -10,8 +10,8 @@ use crate::api::AppState;
 use crate::api::model::{DEFAULT_LIMIT, Invalid, MAX_LIMIT, SagaQuery, SagaRow, Stats, check_text};
 use crate::db::Cursor;
 
-/// The deepest query accepted (`sagas { edges { node { events { step } } } }` is 5; the standard introspection
-/// query is 13).
+/// The deepest query accepted (`sagas { edges { node { events { step } } } }` is 5; GraphiQL's introspection
+/// query, 7 levels of `ofType`, fits).
 pub const MAX_DEPTH: usize = 15;
 /// The largest query complexity accepted: each field costs 1, a saga's `events` or `links`
 /// [`EVENTS_COST`] more, `stats` [`STATS_COST`], and a connection's selection counts once per requested node
