@@ -558,6 +558,82 @@ async fn the_token_guards_queries_and_introspection() {
     service.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn database_errors_are_graphql_errors_without_the_databases_text() {
+    let db = TestDb::new();
+    let kafka = TestKafka::new().await;
+    let sagas = sample_sagas();
+    kafka.send(&sagas[1].events).await;
+    let service = Service::start(kafka.config(&db, "graphql-db-test"))
+        .await
+        .expect("service starts");
+    wait_for_events(&service, sagas[1].events.len() as i64).await;
+    let gql = Gql::new(&service, None);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .expect("connect");
+    let rename = async |from: &str, to: &str| {
+        sqlx::query(&format!(
+            "ALTER TABLE \"{}\".{from} RENAME TO {to}",
+            db.schema
+        ))
+        .execute(&pool)
+        .await
+        .expect("rename");
+    };
+    let check = |body: &Value| {
+        let errors = body["errors"].as_array().expect("errors");
+        assert!(!errors.is_empty(), "{body}");
+        for e in errors {
+            assert_eq!(e["extensions"]["code"], "database_unavailable", "{body}");
+            let message = e["message"].as_str().expect("message");
+            assert!(
+                !message.contains("saga") && !message.contains("relation"),
+                "{message}"
+            );
+        }
+    };
+    // the events are gone: the saga's timeline fails, the error says only that the database is unavailable
+    rename("saga_events", "saga_events_gone").await;
+    let (status, body) = gql
+        .run(
+            r#"{ saga(id: "saga-comp") { sagaId events { eventId } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    check(&body);
+    let (_, body) = gql
+        .run(
+            "{ sagas { edges { node { links { failureEventId } } } } }",
+            json!({}),
+        )
+        .await;
+    check(&body);
+    rename("saga_events_gone", "saga_events").await;
+    // the sagas are gone: every root field fails the same way
+    rename("sagas", "sagas_gone").await;
+    for query in [
+        r#"{ saga(id: "saga-comp") { sagaId } }"#,
+        "{ sagas { edges { cursor } } }",
+        "{ stats { sagasTotal } }",
+    ] {
+        let (status, body) = gql.run(query, json!({})).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(body["data"], Value::Null, "{query}: {body}");
+        check(&body);
+    }
+    rename("sagas_gone", "sagas").await;
+    let data = gql
+        .data(r#"{ saga(id: "saga-comp") { status } }"#, json!({}))
+        .await;
+    assert_eq!(data["saga"]["status"], "COMPENSATED");
+    pool.close().await;
+    service.shutdown().await;
+}
+
 /// graphql-js's introspection query (`getIntrospectionQuery()`), what GraphiQL and code generators send.
 const INTROSPECTION: &str = r#"
 query IntrospectionQuery {
