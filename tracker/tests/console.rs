@@ -480,7 +480,17 @@ async fn the_console_lists_filters_and_tells_a_sagas_story() {
             "trace": ["https://tempo.example/trace/8a3c60f7d188f8fa79d48a391a778fa6"],
         })
     );
+    // the whole story on one picture
+    client
+        .set_window_size(1440, 1500)
+        .await
+        .expect("window size");
+    tokio::time::sleep(Duration::from_millis(3500)).await; // one refresh at the new width
     screenshot(&client, "detail.png").await;
+    client
+        .set_window_size(1440, 1000)
+        .await
+        .expect("window size");
 
     // the overview: activity, failures, slowest steps, DLQ and lag
     client

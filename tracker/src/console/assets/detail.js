@@ -62,7 +62,7 @@ function swimlanes(timeline, width) {
   const WIDTH = Math.max(700, Math.floor(width) - 2);
   const LANE = 46;
   const TOP = 28;
-  const plot = WIDTH - LABEL - 24;
+  const plot = WIDTH - LABEL - 150; // room for the last bars' labels
   const x = (t) => LABEL + ((t - t0) / span) * plot;
   const height = TOP + lanes.length * LANE + 10;
 
@@ -144,10 +144,14 @@ function swimlanes(timeline, width) {
   return svg;
 }
 
-/** The step's name right of its bar, or left of it when it would leave the picture. */
+/** The step's name inside its bar when it fits, else right of it, else left of it. */
 function barLabel(b, x0, w, y, width) {
   const text = `${b.step}${b.attempt > 1 ? ` #${b.attempt}` : ""}${b.kind === "compensation" ? " ↺" : ""}`;
-  const right = x0 + w + 4 + text.length * 6.5 < width - 4;
+  const textWidth = text.length * 6.5;
+  if (textWidth + 10 < w) {
+    return s("text", { x: x0 + 5, y: y + 12, class: "bar-label inside" }, text);
+  }
+  const right = x0 + w + 4 + textWidth < width - 4;
   return s("text", { x: right ? x0 + w + 4 : x0 - 4, y: y + 12, class: "bar-label",
     "text-anchor": right ? "start" : "end" }, text);
 }

@@ -65,6 +65,13 @@ function chart(points, bucketSeconds, width) {
   return svg;
 }
 
+function rateText(rate) {
+  if (rate === 0) return "0";
+  if (rate >= 10) return rate.toFixed(0);
+  if (rate >= 0.1) return rate.toFixed(2);
+  return rate.toPrecision(2);
+}
+
 export function overviewPage() {
   let minutes = 60;
   const body = h("div", { class: "overview-body" });
@@ -84,7 +91,7 @@ export function overviewPage() {
     const compTotal = points.reduce((a, p) => a + p.compensation_failures, 0);
     replace(body,
       h("div", { class: "tiles" },
-        tile("tile-rate", "events/s (last 5 buckets)", rate.toFixed(rate < 10 ? 2 : 0)),
+        tile("tile-rate", "events/s (last 5 buckets)", rateText(rate)),
         tile("tile-failures", "failures in window", String(failuresTotal), failuresTotal > 0),
         tile("tile-compfail", "compensation failures in window", String(compTotal), compTotal > 0),
         tile("tile-stuck", "stuck sagas", String(stats.stuck_sagas), stats.stuck_sagas > 0),
