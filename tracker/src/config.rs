@@ -423,5 +423,18 @@ mod tests {
             Config::try_parse_from(["svc", "--database-url", "x", "--kafka-property", "novalue"])
                 .is_err()
         );
+        let c = Config::try_parse_from([
+            "svc",
+            "--database-url",
+            "x",
+            "--trace-url-template",
+            "https://tempo.example/trace/{traceId}",
+        ])
+        .expect("parses");
+        assert_eq!(
+            c.trace_url_template.as_deref(),
+            Some("https://tempo.example/trace/{traceId}")
+        );
+        assert!(c.validate().is_ok());
     }
 }

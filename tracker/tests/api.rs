@@ -335,6 +335,31 @@ async fn token_protects_the_api_but_not_health_and_metrics() {
             .is_some_and(|s| s.contains(&"COMPENSATED".into()))
     );
     assert_eq!(anonymous.get("/ui/nope.js").await.0, 404);
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for from in ["/", "/ui"] {
+        let r = plain
+            .get(format!("{}{from}", anonymous.base))
+            .send()
+            .await
+            .expect("GET");
+        assert!(r.status().is_redirection(), "{from}: {}", r.status());
+        assert_eq!(r.headers()["location"], "/ui/", "{from}");
+    }
+    let r = plain
+        .get(format!("{}/ui/", anonymous.base))
+        .send()
+        .await
+        .expect("GET /ui/");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     service.shutdown().await;
 }
 
