@@ -26,6 +26,7 @@ export function listPage(params, onChange) {
     filters: Object.fromEntries(FILTERS.map((k) => [k, params.get(k) || ""])),
     q: params.get("q") || "",
     cursors: [""], // cursor of each page walked so far; the last is the current page
+    limit: Math.min(500, Math.max(1, Number(params.get("limit")) || 25)),
   };
 
   const counts = h("div", { class: "counts", id: "counts" });
@@ -50,6 +51,7 @@ export function listPage(params, onChange) {
     const q = new URLSearchParams();
     for (const k of FILTERS) if (state.filters[k]) q.set(k, state.filters[k]);
     if (state.q) q.set("q", state.q);
+    if (state.limit !== 25) q.set("limit", state.limit);
     return q.toString();
   }
 
@@ -144,16 +146,25 @@ export function listPage(params, onChange) {
         onclick: () => { state.cursors.push(next); refresh(); } }, "Older →"));
   }
 
+  let latest = 0;
+
   async function refresh() {
-    const [stats, cfg] = await Promise.all([get("/api/v1/stats"), config()]);
-    let page;
-    if (state.q) {
-      page = await get("/api/v1/search", { q: state.q });
-      caption.textContent = `Sagas named by “${state.q}” (saga id, order id or trace id)`;
+    // a poll still in flight when the operator pages or filters must not paint over the newer answer
+    const seq = ++latest;
+    const search = state.q;
+    const cursor = state.cursors[state.cursors.length - 1];
+    const [stats, cfg, page] = await Promise.all([
+      get("/api/v1/stats"),
+      config(),
+      search
+        ? get("/api/v1/search", { q: search })
+        : get("/api/v1/sagas", { ...state.filters, cursor, limit: state.limit }),
+    ]);
+    if (seq !== latest) return;
+    if (search) {
+      caption.textContent = `Sagas named by “${search}” (saga id, order id or trace id)`;
       replace(pager);
     } else {
-      const cursor = state.cursors[state.cursors.length - 1];
-      page = await get("/api/v1/sagas", { ...state.filters, cursor, limit: 25 });
       caption.textContent = "Newest first";
       renderPager(page.next_cursor);
     }
