@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod graphql;
 pub mod ingest;

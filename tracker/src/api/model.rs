@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 pub use crate::db::model::{EventRow, SagaRow, SagaState};
+pub use crate::db::overview::{Bucket, Overview, StepLatency};
 pub use crate::db::timeline::TimelineEntry;
 pub use crate::db::{Cursor, SagaPage};
 pub use saga_tracker_core::StepStatus;
@@ -216,6 +217,42 @@ impl SagaQuery {
             limit,
         })
     }
+}
+
+/// The query of `GET /api/v1/overview`. An unknown parameter is a 400.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OverviewQuery {
+    /// The window: events recorded in the last `minutes` minutes, 1 to 1440, in 60 buckets.
+    #[param(minimum = 1, maximum = 1440, default = 60)]
+    pub minutes: Option<u32>,
+}
+
+/// The longest overview window, minutes (a day).
+pub const MAX_OVERVIEW_MINUTES: u32 = 1440;
+
+impl OverviewQuery {
+    /// The window in minutes (default 60); outside 1 to [`MAX_OVERVIEW_MINUTES`] is a 400.
+    pub fn minutes(&self) -> Result<u32, Invalid> {
+        match self.minutes {
+            None => Ok(60),
+            Some(n) if (1..=MAX_OVERVIEW_MINUTES).contains(&n) => Ok(n),
+            Some(n) => Err(Invalid(format!(
+                "`minutes`: {n} is not between 1 and {MAX_OVERVIEW_MINUTES}"
+            ))),
+        }
+    }
+}
+
+/// The query of `GET /api/v1/search`. An unknown parameter is a 400.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// A saga id, an order id or a trace id (exact match).
+    #[param(min_length = 1, pattern = "^[^\\u0000]*$")]
+    pub q: String,
 }
 
 #[cfg(test)]
