@@ -225,6 +225,57 @@ async fn unpublishable_rows_are_given_up_with_a_reason_and_do_not_block_the_rest
     assert_eq!(kafka.read().len(), 3);
 }
 
+/// Two relays in their run loop, each with a batch in flight while it claims the next (overlapping rounds):
+/// every event is published exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_running_relays_with_overlapping_rounds_publish_every_event_exactly_once() {
+    let db = TestDb::new().await;
+    let kafka = TestTopic::new();
+    let spool = tempfile::tempdir().expect("spool");
+    let tracker = kafka.tracker(spool.path());
+    const N: usize = 6000;
+    write_events(&db.pool, &tracker, "before", N / 2, 500).await;
+    let mut stops = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        // Small batches: many rounds, each full one overlapped with the next claim.
+        let relay = kafka.relay(db.pool(3).await, 150);
+        let (stop, stopped) = oneshot::channel::<()>();
+        stops.push(stop);
+        running.push(tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }));
+    }
+    write_events(&db.pool, &tracker, "during", N / 2, 100).await;
+    wait_until(
+        "both relays published everything",
+        Duration::from_secs(60),
+        async || db.published().await == N as i64,
+    )
+    .await;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for relay in running {
+        relay.await.expect("relay task").expect("relay");
+    }
+    let messages = kafka.read();
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
+    for m in &messages {
+        *seen.entry(m.event.event_id).or_default() += 1;
+    }
+    let ids = db.event_ids().await;
+    assert_eq!(ids.len(), N);
+    for id in &ids {
+        assert_eq!(seen.get(id), Some(&1), "event {id} published exactly once");
+    }
+    assert_eq!(messages.len(), N);
+}
+
 #[tokio::test]
 async fn retention_drops_old_partitions_only_when_every_row_is_published() {
     let db = TestDb::new().await;
