@@ -65,12 +65,14 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 rt.block_on(async {
+                    // Time-ordered ids, like the events' (UUIDv7).
+                    let ids: Vec<uuid::Uuid> = (0..EVENTS).map(|_| uuid::Uuid::now_v7()).collect();
                     sqlx::query(
                         "INSERT INTO saga_tracker_outbox (event_id, saga_id, payload) \
-                         SELECT gen_random_uuid(), 'saga-' || i, $1 FROM generate_series(1, $2) i",
+                         SELECT id, 'saga-' || i, $1 FROM unnest($2::uuid[]) WITH ORDINALITY AS t(id, i)",
                     )
                     .bind(&payload)
-                    .bind(EVENTS as i32)
+                    .bind(&ids)
                     .execute(&pool)
                     .await
                     .expect("rows");
