@@ -519,4 +519,39 @@ mod tests {
         assert_eq!(result.states["missing"], FinalState::Incomplete);
         assert_eq!(result.violations[0].problem, "no events recorded");
     }
+
+    #[test]
+    fn with_the_outbox_a_failure_may_stand_without_its_rolled_back_start() {
+        use StepStatus::*;
+        // reserve_stock succeeded; charge_payment failed (its STARTED rolled back); the release failed (its
+        // COMPENSATION_STARTED rolled back).
+        let events = [
+            ev("reserve_stock", Started, 1),
+            ev("reserve_stock", Succeeded, 2),
+            ev("charge_payment", Failed, 3),
+            ev("reserve_stock", CompensationFailed, 4),
+        ];
+        let (state, problems) =
+            check_saga_recorded(Recording::Outbox, "OrderSaga", &SHAPE, "s", &events);
+        assert_eq!(state, FinalState::CompensationFailed, "{problems:?}");
+        assert!(problems.is_empty(), "{problems:?}");
+        // Recorded directly, the same timeline lacks its starts.
+        let (state, problems) = check(&events);
+        assert_eq!(state, FinalState::Incomplete);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("FAILED without STARTED")),
+            "{problems:?}"
+        );
+        // Still in order with the outbox: a step cannot fail before the previous one succeeded.
+        let (_, problems) = check_saga_recorded(
+            Recording::Outbox,
+            "OrderSaga",
+            &SHAPE,
+            "s",
+            &[ev("charge_payment", Failed, 1)],
+        );
+        assert!(!problems.is_empty());
+    }
 }

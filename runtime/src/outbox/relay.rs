@@ -1,13 +1,18 @@
 //! The relay: publishes committed outbox rows to Kafka and marks them published once acknowledged.
 //!
 //! One round ([`Relay::run_once`]) is one PostgreSQL transaction: it claims up to `batch_size` unpublished rows
-//! with `SELECT … FOR UPDATE SKIP LOCKED` (oldest first), hands them to the [`KafkaSink`], waits for every
-//! delivery report, sets `published_at` on the acknowledged rows and commits. Rows are chosen by their lock and
-//! their `published_at`, never by a "highest id/time seen" mark, so a row committed late or out of order (a long
-//! transaction) is still picked up. Other relays skip the locked rows, so they publish disjoint batches; a relay
-//! that dies mid-round releases its locks with its connection and its whole batch, acknowledged or not, is
-//! claimed again: duplicates are possible only for that batch, and they carry the same eventId (the tracker
-//! deduplicates by it).
+//! with `SELECT … FOR UPDATE SKIP LOCKED` (oldest first), hands the whole batch to the [`KafkaSink`] before
+//! awaiting any delivery report, waits for every report, sets `published_at` on the acknowledged rows (one
+//! update per partition, by TID: the rows are locked, so their TIDs hold) and commits. Rows are chosen by their
+//! lock and their `published_at`, never by a "highest id/time seen" mark, so a row committed late or out of order
+//! (a long transaction) is still picked up. Other relays skip the locked rows, so they publish disjoint batches.
+//!
+//! [`Relay::run`] and [`Relay::drain`] overlap rounds: while a full batch's reports come in, the next batch is
+//! claimed in a second transaction (skipping the first one's locked rows) and produced. A relay that dies
+//! releases its locks with its connections and its batches in flight (at most two), acknowledged or not, are
+//! claimed again: duplicates are possible only for those, and they carry the same eventId (the tracker
+//! deduplicates by it). The marking transactions commit with `synchronous_commit = off`: a database crash can
+//! lose the last marks, which only republishes those rows, the same way.
 
 use std::collections::HashMap;
 use std::future::Future;
