@@ -394,6 +394,41 @@ mod tests {
     }
 
     #[test]
+    fn outbox_takes_the_database_url_and_runs_all_services() {
+        assert_eq!(parse(&[]).expect("ok").outbox, None);
+        let config = parse(&[
+            "--outbox",
+            "--database-url",
+            "postgres://u@db/x",
+            "--keep-outbox-data",
+        ])
+        .expect("ok");
+        assert_eq!(
+            config.outbox,
+            Some(OutboxOptions {
+                database_url: "postgres://u@db/x".into(),
+                keep_data: true,
+            })
+        );
+        assert!(
+            parse(&["--keep-outbox-data"])
+                .expect_err("needs --outbox")
+                .contains("--outbox")
+        );
+        assert!(
+            parse(&[
+                "--outbox",
+                "--service",
+                "order",
+                "--brokers",
+                "localhost:9092"
+            ])
+            .expect_err("one process")
+            .contains("--service all")
+        );
+    }
+
+    #[test]
     fn accepts_explicit_values() {
         let config = parse(&[
             "--sagas",
