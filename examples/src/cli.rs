@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use crate::DemoError;
 use crate::central_tracker::TrackerOptions;
 use crate::saga::ServiceName;
+use crate::store::OutboxOptions;
 
 /// Runs Order/Product/Payment sagas over Kafka, records every step to `saga.tracker`, then reads the events
 /// back and reports what they say.
@@ -61,7 +62,8 @@ pub struct Args {
     #[arg(long)]
     pub with_tracker: bool,
 
-    /// PostgreSQL for --with-tracker; the run stores into a schema of its own, `saga_demo_<run id>`.
+    /// PostgreSQL for --with-tracker and --outbox; each stores into a schema of its own (`saga_demo_<run id>`,
+    /// `saga_demo_outbox_<run id>`).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -84,6 +86,16 @@ pub struct Args {
     /// bookmark), an ephemeral port otherwise; `127.0.0.1:0` picks a free port with --serve too.
     #[arg(long, requires = "with_tracker", value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
+
+    /// Keep the services' state in PostgreSQL tables (--database-url; a schema of its own,
+    /// `saga_demo_outbox_<run id>`) and commit each step's events with its business change through the
+    /// transactional outbox; a relay in this process publishes them to saga.tracker.
+    #[arg(long)]
+    pub outbox: bool,
+
+    /// Keep the run's outbox schema (business tables and outbox rows) instead of dropping it at the end.
+    #[arg(long, requires = "outbox")]
+    pub keep_outbox_data: bool,
 }
 
 /// Which part of the system a process runs.
@@ -194,6 +206,8 @@ pub struct DemoConfig {
     pub progress: bool,
     /// `--with-tracker`: run the central tracker service in-process.
     pub tracker: Option<TrackerOptions>,
+    /// `--outbox`: the services on PostgreSQL tables, their events through the transactional outbox.
+    pub outbox: Option<OutboxOptions>,
 }
 
 impl Default for DemoConfig {
@@ -210,6 +224,7 @@ impl Default for DemoConfig {
             reply_timeout: Duration::from_secs(30),
             progress: true,
             tracker: None,
+            outbox: None,
         }
     }
 }
@@ -255,6 +270,17 @@ impl DemoConfig {
                 return invalid("--database-url must not be empty".into());
             }
         }
+        if let Some(outbox) = &self.outbox {
+            if self.role != Role::All {
+                return invalid(
+                    "--outbox runs the three services and their relay in one process (--service all)"
+                        .into(),
+                );
+            }
+            if outbox.database_url.trim().is_empty() {
+                return invalid("--database-url must not be empty".into());
+            }
+        }
         Ok(())
     }
 }
@@ -276,8 +302,8 @@ impl TryFrom<Args> for DemoConfig {
             concurrency: args.concurrency,
             reply_timeout: Duration::from_secs(args.reply_timeout),
             progress: !args.no_progress,
-            tracker: args.with_tracker.then_some(TrackerOptions {
-                database_url: args.database_url,
+            tracker: args.with_tracker.then(|| TrackerOptions {
+                database_url: args.database_url.clone(),
                 keep_data: args.keep_tracker_data,
                 listen: args.listen.unwrap_or(if args.serve {
                     crate::central_tracker::SERVE_LISTEN
@@ -285,6 +311,10 @@ impl TryFrom<Args> for DemoConfig {
                     crate::central_tracker::EPHEMERAL_LISTEN
                 }),
                 serve: args.serve,
+            }),
+            outbox: args.outbox.then(|| OutboxOptions {
+                database_url: args.database_url.clone(),
+                keep_data: args.keep_outbox_data,
             }),
         };
         config.validate()?;
@@ -394,6 +424,41 @@ mod tests {
                 .contains("--with-tracker")
         );
         assert!(parse(&["--with-tracker", "--listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn outbox_takes_the_database_url_and_runs_all_services() {
+        assert_eq!(parse(&[]).expect("ok").outbox, None);
+        let config = parse(&[
+            "--outbox",
+            "--database-url",
+            "postgres://u@db/x",
+            "--keep-outbox-data",
+        ])
+        .expect("ok");
+        assert_eq!(
+            config.outbox,
+            Some(OutboxOptions {
+                database_url: "postgres://u@db/x".into(),
+                keep_data: true,
+            })
+        );
+        assert!(
+            parse(&["--keep-outbox-data"])
+                .expect_err("needs --outbox")
+                .contains("--outbox")
+        );
+        assert!(
+            parse(&[
+                "--outbox",
+                "--service",
+                "order",
+                "--brokers",
+                "localhost:9092"
+            ])
+            .expect_err("one process")
+            .contains("--service all")
+        );
     }
 
     #[test]

@@ -65,6 +65,14 @@ pub enum DemoError {
         /// What went wrong.
         reason: String,
     },
+    /// `--outbox`: PostgreSQL is unreachable, the URL is invalid, or the run's schema cannot be created.
+    #[error("--outbox: cannot use the database at {url}: {reason}")]
+    OutboxDatabase {
+        /// The URL, password redacted.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// `--with-tracker`: the tracker service failed (start, ingestion, API).
     #[error("tracker service: {0}")]
     TrackerService(String),
@@ -80,7 +88,8 @@ impl DemoError {
             DemoError::InvalidInput(_)
             | DemoError::BrokersUnreachable { .. }
             | DemoError::EmitJson { .. }
-            | DemoError::TrackerDatabase { .. } => EXIT_BAD_INPUT,
+            | DemoError::TrackerDatabase { .. }
+            | DemoError::OutboxDatabase { .. } => EXIT_BAD_INPUT,
             _ => EXIT_FAILED,
         }
     }

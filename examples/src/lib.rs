@@ -9,6 +9,9 @@
 //!
 //! [`run`] is the whole demo for a validated [`DemoConfig`]; the binary only parses arguments and prints.
 //!
+//! With `--outbox` ([`store`]) the services keep their state in PostgreSQL tables and each step's events commit
+//! with its business change through the transactional outbox; a relay in the process publishes them.
+//!
 //! Modules: [`run`] (the run), [`error`] (errors and exit codes), [`report`] (the read-back, the checks and
 //! everything printed), [`central_tracker`] (the in-process tracker service and its API client), [`bus`],
 //! [`services`], [`orchestrator`], [`saga`], [`cli`].
@@ -22,6 +25,7 @@ pub mod report;
 pub mod run;
 pub mod saga;
 pub mod services;
+pub mod store;
 
 pub use cli::{Args, BrokerChoice, DemoConfig, Role};
 pub use error::{DemoError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCONSISTENT};

@@ -13,13 +13,14 @@ use crate::central_tracker;
 use crate::cli::{DemoConfig, Role};
 use crate::error::DemoError;
 use crate::orchestrator::{self, Orchestrator, SagaPlan};
-use crate::report::consistency::{self, Consistency, FinalState, StepShape, Violation};
+use crate::report::consistency::{self, Consistency, FinalState, Recording, StepShape, Violation};
 use crate::report::consume;
 use crate::report::run::RunReport;
 use crate::report::summary;
 use crate::report::tracker::TrackerReport;
 use crate::saga::{OrderSaga, ServiceName};
-use crate::services::ServiceSet;
+use crate::services::{ServiceSet, ServiceState};
+use crate::store::Store;
 
 /// How long the trackers get to deliver what they recorded before the events are read back.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -148,6 +149,25 @@ async fn run_with(
     };
     let keep_data = config.tracker.as_ref().is_some_and(|t| t.keep_data);
     let serve = config.tracker.as_ref().is_some_and(|t| t.serve);
+    // `--outbox`: the services' tables, the outbox and its relay, in a schema of the run's own; dropped (unless
+    // kept) however the run ends.
+    let store = match &config.outbox {
+        Some(options) => Some(
+            crate::store::Store::start(options, &kafka, &run_id, config.concurrency.min(16)).await,
+        ),
+        None => None,
+    };
+    let store = match store {
+        Some(Ok(store)) => Some(store),
+        Some(Err(e)) => {
+            if let Some(central) = central {
+                let _ = central.stop(keep_data).await;
+            }
+            return Err(e);
+        }
+        None => None,
+    };
+    let keep_outbox = config.outbox.as_ref().is_some_and(|o| o.keep_data);
     let outcome = run_services(
         config,
         &kafka,
@@ -155,8 +175,23 @@ async fn run_with(
         spool_root,
         &tracker_start,
         central.as_ref(),
+        store.as_ref(),
     )
     .await;
+    let outcome = match store {
+        Some(store) => {
+            let finished = store.finish(keep_outbox).await;
+            match (outcome, finished) {
+                (Ok(DemoOutcome::Report(mut report)), Ok(outbox)) => {
+                    report.outbox = Some(outbox);
+                    Ok(DemoOutcome::Report(report))
+                }
+                (Ok(outcome), Ok(_)) => Ok(outcome),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            }
+        }
+        None => outcome,
+    };
     let Some(central) = central else {
         return outcome;
     };
@@ -199,6 +234,7 @@ async fn run_services(
     spool_root: &Path,
     tracker_start: &bus::Offsets,
     central: Option<&central_tracker::InProcessTracker>,
+    store: Option<&Store>,
 ) -> Result<DemoOutcome, DemoError> {
     let reply_start = kafka.end_offsets(REPLY_TOPIC)?;
     let mut command_starts = BTreeMap::new();
@@ -210,7 +246,18 @@ async fn run_services(
     // One tracker per service, each scoped to its service's handlers (three services share this process, and
     // each records under its own service name). The tracker service of `--with-tracker` runs beside them (see
     // `run_with`).
-    let services = ServiceSet::start(kafka, trackers, &command_starts)?;
+    // `--outbox`: the handlers on the store's tables, their events through its outbox.
+    let services = match store {
+        Some(store) => ServiceSet::start_with(kafka, trackers, &command_starts, |name| {
+            ServiceState::Stored(name, store.pool.clone())
+        })?,
+        None => ServiceSet::start(kafka, trackers, &command_starts)?,
+    };
+    let recording = if store.is_some() {
+        Recording::Outbox
+    } else {
+        Recording::Direct
+    };
 
     if !config.role.runs_sagas() {
         return serve_until_ctrl_c(kafka, services, spool_root).await;
@@ -234,6 +281,10 @@ async fn run_services(
     let stopped = services.stop(FLUSH_TIMEOUT).await;
     // A service's own error (e.g. it could not send a reply) explains a missing reply better than the timeout.
     stopped?;
+    if let Some(store) = store {
+        // Everything committed is on its way through the relay: wait until it is published.
+        store.wait_published().await?;
+    }
     let runs = runs?;
     let tracker_stats: Vec<(ServiceName, TrackerStats)> = tracker_stats
         .into_iter()
@@ -254,13 +305,15 @@ async fn run_services(
     } else {
         REMOTE_SETTLE
     };
-    let read =
-        tokio::task::block_in_place(|| read_until_settled(kafka, tracker_start, &plans, settle))?;
+    let read = tokio::task::block_in_place(|| {
+        read_until_settled(kafka, tracker_start, &plans, settle, recording)
+    })?;
     if let Some(path) = &config.emit_json {
         write_json_lines(path, &read.events)?;
     }
     let (timelines, duplicates) = consistency::group_by_saga(&read.events);
-    let consistency = consistency::check_all(
+    let consistency = consistency::check_all_recorded(
+        recording,
         OrderSaga::NAME,
         &order_saga_shape(),
         plans.iter().map(|p| p.saga_id.as_str()),
@@ -305,6 +358,7 @@ async fn run_services(
         tracker_stats,
         kept_spool,
         tracker,
+        outbox: None,
     })))
 }
 
@@ -334,13 +388,15 @@ fn read_until_settled(
     start: &bus::Offsets,
     plans: &[SagaPlan],
     settle: Duration,
+    recording: Recording,
 ) -> Result<consume::ReadBack, DemoError> {
     let saga_ids: HashSet<String> = plans.iter().map(|p| p.saga_id.clone()).collect();
     let deadline = Instant::now() + settle;
     let mut read = consume::read_back(kafka, TRACKER_TOPIC, start, &saga_ids, READ_BACK_TIMEOUT)?;
     loop {
         let (timelines, _) = consistency::group_by_saga(&read.events);
-        let verdict = consistency::check_all(
+        let verdict = consistency::check_all_recorded(
+            recording,
             OrderSaga::NAME,
             &order_saga_shape(),
             plans.iter().map(|p| p.saga_id.as_str()),

@@ -225,6 +225,57 @@ async fn unpublishable_rows_are_given_up_with_a_reason_and_do_not_block_the_rest
     assert_eq!(kafka.read().len(), 3);
 }
 
+/// Two relays in their run loop, each with a batch in flight while it claims the next (overlapping rounds):
+/// every event is published exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_running_relays_with_overlapping_rounds_publish_every_event_exactly_once() {
+    let db = TestDb::new().await;
+    let kafka = TestTopic::new();
+    let spool = tempfile::tempdir().expect("spool");
+    let tracker = kafka.tracker(spool.path());
+    const N: usize = 6000;
+    write_events(&db.pool, &tracker, "before", N / 2, 500).await;
+    let mut stops = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        // Small batches: many rounds, each full one overlapped with the next claim.
+        let relay = kafka.relay(db.pool(3).await, 150);
+        let (stop, stopped) = oneshot::channel::<()>();
+        stops.push(stop);
+        running.push(tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }));
+    }
+    write_events(&db.pool, &tracker, "during", N / 2, 100).await;
+    wait_until(
+        "both relays published everything",
+        Duration::from_secs(60),
+        async || db.published().await == N as i64,
+    )
+    .await;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for relay in running {
+        relay.await.expect("relay task").expect("relay");
+    }
+    let messages = kafka.read();
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
+    for m in &messages {
+        *seen.entry(m.event.event_id).or_default() += 1;
+    }
+    let ids = db.event_ids().await;
+    assert_eq!(ids.len(), N);
+    for id in &ids {
+        assert_eq!(seen.get(id), Some(&1), "event {id} published exactly once");
+    }
+    assert_eq!(messages.len(), N);
+}
+
 #[tokio::test]
 async fn retention_drops_old_partitions_only_when_every_row_is_published() {
     let db = TestDb::new().await;
@@ -235,32 +286,7 @@ async fn retention_drops_old_partitions_only_when_every_row_is_published() {
     );
     assert_eq!(ensure_partitions(&db.pool, 9).await.expect("ahead"), 2);
     let pool = &db.pool;
-    let old_day = async |days: i32| {
-        let (name, from, to): (String, String, String) = sqlx::query_as(
-            "SELECT 'saga_tracker_outbox_p' || to_char(d, 'YYYYMMDD'), d::text, (d + 1)::text \
-             FROM (SELECT (now() AT TIME ZONE 'UTC')::date - $1 AS d) x",
-        )
-        .bind(days)
-        .fetch_one(pool)
-        .await
-        .expect("day");
-        sqlx::query(&format!(
-            "CREATE TABLE {name} PARTITION OF saga_tracker_outbox \
-             FOR VALUES FROM ('{from} 00:00:00+00') TO ('{to} 00:00:00+00')"
-        ))
-        .execute(pool)
-        .await
-        .expect("old partition");
-        sqlx::query(&format!(
-            "INSERT INTO saga_tracker_outbox (event_id, created_at, saga_id, payload) \
-             VALUES ($1, '{from} 12:00:00+00', 's', '\\xc301'::bytea)"
-        ))
-        .bind(Uuid::now_v7())
-        .execute(pool)
-        .await
-        .expect("old row");
-        name
-    };
+    let old_day = async |days: i32| old_partition(pool, days).await;
     let published_old = old_day(20).await;
     let pending_old = old_day(21).await;
     let recent = old_day(3).await;
@@ -289,4 +315,86 @@ async fn retention_drops_old_partitions_only_when_every_row_is_published() {
         .await
         .expect_err("0 days");
     assert!(err.to_string().contains("keep_days must be >= 1"), "{err}");
+}
+
+/// Creates the partition of the UTC day `days` ago with one unpublished row in it; returns its name.
+async fn old_partition(pool: &PgPool, days: i32) -> String {
+    let (name, from, to): (String, String, String) = sqlx::query_as(
+        "SELECT 'saga_tracker_outbox_p' || to_char(d, 'YYYYMMDD'), d::text, (d + 1)::text \
+         FROM (SELECT (now() AT TIME ZONE 'UTC')::date - $1 AS d) x",
+    )
+    .bind(days)
+    .fetch_one(pool)
+    .await
+    .expect("day");
+    sqlx::query(&format!(
+        "CREATE TABLE {name} PARTITION OF saga_tracker_outbox \
+         FOR VALUES FROM ('{from} 00:00:00+00') TO ('{to} 00:00:00+00')"
+    ))
+    .execute(pool)
+    .await
+    .expect("old partition");
+    sqlx::query(&format!(
+        "INSERT INTO saga_tracker_outbox (event_id, created_at, saga_id, payload) \
+         VALUES ($1, '{from} 12:00:00+00', 's', '\\xc301'::bytea)"
+    ))
+    .bind(Uuid::now_v7())
+    .execute(pool)
+    .await
+    .expect("old row");
+    name
+}
+
+/// The relay's maintenance applies its configured retention: with 14 days, published rows 10 days old are
+/// kept and those 16 days old dropped with their partition; with 7, the 10-day-old ones go too.
+#[tokio::test]
+async fn the_relay_keeps_published_rows_for_its_configured_retention_then_drops_their_partitions() {
+    let db = TestDb::new().await;
+    let kafka = TestTopic::new();
+    let ten = old_partition(&db.pool, 10).await;
+    let sixteen = old_partition(&db.pool, 16).await;
+    let partitions = async || -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'saga_tracker_outbox'::regclass",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .expect("partitions")
+    };
+    let relay = |days: u32| {
+        saga_tracker::outbox::Relay::new(db.pool.clone(), kafka.sink()).config(RelayConfig {
+            retention_days: Some(days),
+            ..RelayConfig::default()
+        })
+    };
+    // Not published yet: nothing is dropped, whatever its age.
+    relay(7).maintain().await.expect("maintenance");
+    assert!(partitions().await.contains(&sixteen));
+    assert_eq!(
+        drain(&relay(14)).await,
+        2,
+        "the relay publishes the old rows"
+    );
+
+    relay(14).maintain().await.expect("maintenance");
+    let left = partitions().await;
+    assert!(
+        left.contains(&ten),
+        "10 days old: kept with 14 days' retention"
+    );
+    assert!(!left.contains(&sixteen), "16 days old: dropped");
+    let published: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {ten} WHERE published_at IS NOT NULL"
+    ))
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
+    assert_eq!(published, 1, "published rows are kept until then");
+
+    relay(7).maintain().await.expect("maintenance");
+    assert!(
+        !partitions().await.contains(&ten),
+        "dropped with 7 days' retention"
+    );
 }

@@ -118,6 +118,17 @@ pub fn group_by_saga(events: &[SagaEvent]) -> (BTreeMap<String, Vec<SagaEvent>>,
     (groups, duplicates)
 }
 
+/// How the services recorded their events, which decides what a consistent timeline may lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Recording {
+    /// Every event through the tracker's sink: a terminal event always follows its start.
+    #[default]
+    Direct,
+    /// `--outbox`: a step's start and success commit with its business transaction; a failed step's transaction
+    /// rolls back with its STARTED (COMPENSATION_STARTED), so its FAILED (COMPENSATION_FAILED) may stand alone.
+    Outbox,
+}
+
 /// Checks one saga's timeline (in timeline order). Returns its final state and its problems; a saga with
 /// problems is [`FinalState::Incomplete`] unless its events still reach an end.
 pub fn check_saga(
@@ -126,6 +137,18 @@ pub fn check_saga(
     saga_id: &str,
     timeline: &[SagaEvent],
 ) -> (FinalState, Vec<Violation>) {
+    check_saga_recorded(Recording::Direct, saga_type, shape, saga_id, timeline)
+}
+
+/// [`check_saga`] for events recorded the way `recording` says.
+pub fn check_saga_recorded(
+    recording: Recording,
+    saga_type: &str,
+    shape: &[StepShape],
+    saga_id: &str,
+    timeline: &[SagaEvent],
+) -> (FinalState, Vec<Violation>) {
+    let outbox = recording == Recording::Outbox;
     let mut problems = Vec::new();
     let mut state = vec![StepState::NotStarted; shape.len()];
     let mut failed_at: Option<usize> = None;
@@ -155,6 +178,24 @@ pub fn check_saga(
                     ));
                 }
                 state[i] = StepState::Running;
+            }
+            StepStatus::Failed
+                if outbox
+                    && state[i] == StepState::NotStarted
+                    && failed_at.is_none()
+                    && (i == 0 || state[i - 1] == StepState::Succeeded) =>
+            {
+                // Its STARTED rolled back with the step's transaction.
+                state[i] = StepState::Failed;
+                failed_at = Some(i);
+            }
+            StepStatus::CompensationFailed
+                if outbox
+                    && state[i] == StepState::Succeeded
+                    && failed_at.is_some_and(|f| f > i) =>
+            {
+                // Its COMPENSATION_STARTED rolled back with the compensation's transaction.
+                state[i] = StepState::CompensationFailed;
             }
             StepStatus::Succeeded | StepStatus::Failed => {
                 if state[i] != StepState::Running {
@@ -302,10 +343,22 @@ pub fn check_all<'a>(
     expected: impl IntoIterator<Item = &'a str>,
     timelines: &BTreeMap<String, Vec<SagaEvent>>,
 ) -> Consistency {
+    check_all_recorded(Recording::Direct, saga_type, shape, expected, timelines)
+}
+
+/// [`check_all`] for events recorded the way `recording` says.
+pub fn check_all_recorded<'a>(
+    recording: Recording,
+    saga_type: &str,
+    shape: &[StepShape],
+    expected: impl IntoIterator<Item = &'a str>,
+    timelines: &BTreeMap<String, Vec<SagaEvent>>,
+) -> Consistency {
     let mut result = Consistency::default();
     for saga_id in expected {
         let timeline = timelines.get(saga_id).map_or(&[][..], Vec::as_slice);
-        let (state, violations) = check_saga(saga_type, shape, saga_id, timeline);
+        let (state, violations) =
+            check_saga_recorded(recording, saga_type, shape, saga_id, timeline);
         result.states.insert(saga_id.to_owned(), state);
         result.violations.extend(violations);
     }
@@ -465,5 +518,40 @@ mod tests {
         let result = check_all("OrderSaga", &SHAPE, ["missing"], &BTreeMap::new());
         assert_eq!(result.states["missing"], FinalState::Incomplete);
         assert_eq!(result.violations[0].problem, "no events recorded");
+    }
+
+    #[test]
+    fn with_the_outbox_a_failure_may_stand_without_its_rolled_back_start() {
+        use StepStatus::*;
+        // reserve_stock succeeded; charge_payment failed (its STARTED rolled back); the release failed (its
+        // COMPENSATION_STARTED rolled back).
+        let events = [
+            ev("reserve_stock", Started, 1),
+            ev("reserve_stock", Succeeded, 2),
+            ev("charge_payment", Failed, 3),
+            ev("reserve_stock", CompensationFailed, 4),
+        ];
+        let (state, problems) =
+            check_saga_recorded(Recording::Outbox, "OrderSaga", &SHAPE, "s", &events);
+        assert_eq!(state, FinalState::CompensationFailed, "{problems:?}");
+        assert!(problems.is_empty(), "{problems:?}");
+        // Recorded directly, the same timeline lacks its starts.
+        let (state, problems) = check(&events);
+        assert_eq!(state, FinalState::Incomplete);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("FAILED without STARTED")),
+            "{problems:?}"
+        );
+        // Still in order with the outbox: a step cannot fail before the previous one succeeded.
+        let (_, problems) = check_saga_recorded(
+            Recording::Outbox,
+            "OrderSaga",
+            &SHAPE,
+            "s",
+            &[ev("charge_payment", Failed, 1)],
+        );
+        assert!(!problems.is_empty());
     }
 }

@@ -16,6 +16,7 @@ use crate::cli::DemoConfig;
 use crate::error::EXIT_INCONSISTENT;
 use crate::orchestrator::{self, SagaPlan, SagaRun};
 use crate::saga::ServiceName;
+use crate::store::OutboxReport;
 
 /// The report of a run, built from the events consumed back from `saga.tracker`.
 #[derive(Debug)]
@@ -54,6 +55,8 @@ pub struct RunReport {
     pub kept_spool: Option<PathBuf>,
     /// `--with-tracker`: what the in-process tracker service served.
     pub tracker: Option<TrackerReport>,
+    /// `--outbox`: what went through the transactional outbox.
+    pub outbox: Option<OutboxReport>,
 }
 
 impl RunReport {
@@ -127,6 +130,17 @@ impl RunReport {
                 String::new()
             }
         );
+        if let Some(outbox) = &self.outbox {
+            let _ = writeln!(
+                out,
+                "  outbox: each step's events committed with its business change in PostgreSQL schema {}{}; \
+                 the relay published {} of {} outbox rows (failures were recorded outside the rolled-back transactions)",
+                outbox.schema,
+                if outbox.kept { " (kept)" } else { "" },
+                outbox.published,
+                outbox.rows
+            );
+        }
         out.push('\n');
         out.push_str(&summary::render(&self.summary));
         let stuck: Vec<&str> = self
@@ -233,6 +247,7 @@ mod tests {
             tracker_stats: Vec::new(),
             kept_spool: None,
             tracker: None,
+            outbox: None,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod stored;
 
 use std::fmt::Display;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -34,6 +35,8 @@ pub enum ServiceState {
     Product(Arc<product::Stock>),
     /// The payment service.
     Payment(Arc<payment::Wallets>),
+    /// `--outbox`: a service on PostgreSQL tables, each step's events in its transaction ([`stored`]).
+    Stored(ServiceName, sqlx::PgPool),
 }
 
 impl ServiceState {
@@ -62,6 +65,7 @@ impl ServiceState {
             ServiceState::Order(orders) => order::handle(orders, cmd).await,
             ServiceState::Product(stock) => product::handle(stock, cmd).await,
             ServiceState::Payment(wallets) => payment::handle(wallets, cmd).await,
+            ServiceState::Stored(service, pool) => stored::handle(*service, pool, cmd).await,
         }
     }
 }
@@ -156,6 +160,16 @@ impl ServiceSet {
         services: Vec<(ServiceName, Tracker)>,
         start: &std::collections::BTreeMap<ServiceName, Offsets>,
     ) -> Result<ServiceSet, DemoError> {
+        ServiceSet::start_with(kafka, services, start, ServiceState::new)
+    }
+
+    /// [`start`](ServiceSet::start) with each service's state from `state`.
+    pub fn start_with(
+        kafka: &Kafka,
+        services: Vec<(ServiceName, Tracker)>,
+        start: &std::collections::BTreeMap<ServiceName, Offsets>,
+        state: impl Fn(ServiceName) -> ServiceState,
+    ) -> Result<ServiceSet, DemoError> {
         let (shutdown, _) = watch::channel(false);
         let mut running = Vec::new();
         for (name, tracker) in services {
@@ -166,7 +180,7 @@ impl ServiceSet {
             let handled = Arc::new(AtomicU64::new(0));
             let task = tokio::spawn(serve(
                 name,
-                ServiceState::new(name),
+                state(name),
                 consumer,
                 producer,
                 tracker.clone(),

@@ -53,6 +53,9 @@ pub enum OrderError {
         /// Its status.
         status: OrderStatus,
     },
+    /// `--outbox`: the database failed (the step's transaction rolls back).
+    #[error("database: {0}")]
+    Database(String),
     /// The order table is unusable (a handler panicked while holding it).
     #[error("order table poisoned")]
     Poisoned,

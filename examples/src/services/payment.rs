@@ -76,6 +76,9 @@ pub enum PaymentError {
     /// Nothing was charged for the saga.
     #[error("no charge recorded for saga {0}")]
     NoCharge(String),
+    /// `--outbox`: the database failed (the step's transaction rolls back).
+    #[error("database: {0}")]
+    Database(String),
     /// The wallet table is unusable (a handler panicked while holding it).
     #[error("wallet table poisoned")]
     Poisoned,

@@ -87,6 +87,9 @@ pub enum StockError {
     /// Nothing is reserved for the saga.
     #[error("no stock reserved for saga {0}")]
     NoReservation(String),
+    /// `--outbox`: the database failed (the step's transaction rolls back).
+    #[error("database: {0}")]
+    Database(String),
     /// The stock table is unusable (a handler panicked while holding it).
     #[error("stock table poisoned")]
     Poisoned,
