@@ -17,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(event) = decoded {
             let again = codec::decode(&codec::encode(&event)).expect("re-encoded event decodes");
             assert_eq!(again, event, "single-object round trip");
-            let framed = codec::encode_framed(&event, Framing::Confluent { schema_id: SCHEMA_ID });
+            let framed = codec::encode_framed(
+                &event,
+                Framing::Confluent {
+                    schema_id: SCHEMA_ID,
+                },
+            );
             let again = codec::decode_confluent(&framed, SCHEMA_ID).expect("Confluent round trip");
             assert_eq!(again, event, "Confluent round trip");
         }
