@@ -214,6 +214,30 @@ async fn database_outage_fails_readiness_not_liveness_and_loses_nothing() {
         let (status, body) = api.json(path).await;
         assert_eq!(status, 503, "{path}: {body}");
         assert_eq!(body["error"], "database_unavailable");
+        // issue 20.3: the database's error text (addresses, ports, SQLSTATEs, pool internals) stays in the log
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "status": "unavailable",
+                "error": "database_unavailable",
+                "message": saga_tracker_service::api::model::DATABASE_UNAVAILABLE_MESSAGE,
+            }),
+            "{path}"
+        );
+        let text = body.to_string();
+        for leak in [
+            "127.0.0.1",
+            "os error",
+            "refused",
+            "timed out",
+            "pool",
+            "postgres",
+        ] {
+            assert!(
+                !text.to_lowercase().contains(leak),
+                "{path} leaks {leak:?}: {text}"
+            );
+        }
     }
     assert_eq!(api.ok("/livez").await["status"], "ok");
     common::eventually("the stall reported", || async {

@@ -68,6 +68,10 @@ pub struct Health {
     pub reasons: Vec<String>,
 }
 
+/// The `message` of [`Unavailable`]: the database's own error text (host names, ports, user and database names,
+/// SQLSTATEs, pool internals) is logged, never sent to the client.
+pub const DATABASE_UNAVAILABLE_MESSAGE: &str = "the database does not answer";
+
 /// `/healthz`, `/readyz` when the database does not answer (503).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Unavailable {
@@ -76,7 +80,7 @@ pub struct Unavailable {
     pub status: String,
     /// `database_unavailable`.
     pub error: ErrorCode,
-    /// What the database said.
+    /// A fixed, generic text (the database's own error is logged, not returned).
     pub message: String,
 }
 

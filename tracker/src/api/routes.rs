@@ -11,7 +11,8 @@ use super::auth;
 use super::error::ApiError;
 use super::extract::{ApiQuery, SagaId};
 use super::model::{
-    ErrorBody, Health, SagaPage, SagaQuery, SagaRow, SagaState, Stats, Timeline, Unavailable,
+    DATABASE_UNAVAILABLE_MESSAGE, ErrorBody, Health, SagaPage, SagaQuery, SagaRow, SagaState,
+    Stats, Timeline, Unavailable,
 };
 use crate::db::timeline;
 
@@ -72,9 +73,14 @@ async fn ping(state: &AppState) -> Result<(), sqlx::Error> {
 }
 
 fn database_unavailable(e: &sqlx::Error) -> Response {
+    tracing::warn!(error = %e, "health check: the database does not answer");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "status": "unavailable", "error": "database_unavailable", "message": e.to_string() })),
+        Json(json!({
+            "status": "unavailable",
+            "error": "database_unavailable",
+            "message": DATABASE_UNAVAILABLE_MESSAGE,
+        })),
     )
         .into_response()
 }

@@ -1,5 +1,6 @@
 //! PostgreSQL: embedded migrations, the batch writer, the state derivation and the queries the API runs.
 
+pub mod dead_letters;
 pub mod failure;
 pub mod model;
 pub mod overview;
@@ -8,6 +9,7 @@ pub mod statistics;
 mod store;
 pub mod timeline;
 
+pub use dead_letters::LocalDeadLetter;
 pub use model::{EventRow, SagaRow, SagaState};
 pub(crate) use store::recompute_sagas;
 pub use store::{Cursor, IncomingEvent, MIGRATOR, SagaFilter, SagaPage, Store, StoreError};

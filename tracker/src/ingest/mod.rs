@@ -7,9 +7,10 @@
 //! A database *data* error (see [`failure`](crate::db::failure)) is not retried: the batch is bisected until the
 //! events PostgreSQL refuses are alone, those go to the DLQ (`db_rejected`, with the database's message) and the
 //! others are stored, so one bad event never holds up the partition for more than its own batch. A transient
-//! database error or a DLQ error never drops a batch: it is retried with backoff until it succeeds or the service
-//! shuts down (and then its offsets stay uncommitted); a partition held up that way for `--stall-after-seconds`
-//! is reported stalled ([`stall`]).
+//! database error or a transient DLQ error never drops a batch: it is retried with backoff until it succeeds or the
+//! service shuts down (and then its offsets stay uncommitted); a partition held up that way for
+//! `--stall-after-seconds` is reported stalled ([`stall`]). A message the DLQ topic refuses for good (too large
+//! for it, not authorized, invalid record, unknown topic) is kept in PostgreSQL instead ([`dlq`]).
 
 pub mod consumer;
 pub mod dlq;
@@ -215,17 +216,56 @@ impl Ingest {
         }
         for (m, rejection) in &rejected {
             tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = rejection.code(), error = %rejection, "message sent to the DLQ");
-            if !self
-                .retry(shutdown, "dlq", || self.dlq.send(m, rejection))
-                .await
-            {
+            if !self.dead_letter(m, rejection, shutdown).await {
                 return false;
             }
-            self.metrics.dlq(rejection.code());
         }
         self.commit(batch).await;
         self.metrics.stall().batch_done(&partitions);
         true
+    }
+
+    /// Produces one rejected message to the DLQ topic: a transient failure is retried with backoff (the
+    /// partition waits), a permanent one keeps the message in `saga_dlq_local` instead (see [`dlq`]). False when
+    /// shutdown interrupted it.
+    async fn dead_letter(
+        &self,
+        m: &OwnedMessage,
+        rejection: &Rejection,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut backoff = Backoff::default();
+        loop {
+            let error = match self.dlq.send(m, rejection).await {
+                Ok(()) => {
+                    self.metrics.dlq(rejection.code());
+                    return true;
+                }
+                Err(e) => e,
+            };
+            self.metrics.error("dlq");
+            match dlq::produce_failure(&error) {
+                dlq::ProduceFailure::Permanent(cause) => {
+                    tracing::error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), cause, error = %error, "the DLQ topic refused the message for good; keeping it in saga_dlq_local");
+                    let row = dlq::local_dead_letter(m, rejection, cause, &error);
+                    let kept = self
+                        .retry_value(shutdown, "database", || self.store.keep_dead_letter(&row))
+                        .await;
+                    if kept.is_none() {
+                        return false;
+                    }
+                    self.metrics.dlq(rejection.code());
+                    self.metrics.dlq_local(cause);
+                    return true;
+                }
+                dlq::ProduceFailure::Transient => {
+                    tracing::warn!(error = %error, retry_in = ?backoff.delay(), "DLQ produce failed; retrying");
+                }
+            }
+            if !backoff.wait(shutdown).await {
+                return false;
+            }
+        }
     }
 
     /// Writes `events`; a data error splits the batch in halves until the events the database refuses are
@@ -297,20 +337,6 @@ impl Ingest {
             Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
             other => tracing::warn!(result = ?other, "final offset commit failed"),
         }
-    }
-
-    async fn retry<F, Fut, E>(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        what: &'static str,
-        f: F,
-    ) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
-    {
-        self.retry_value(shutdown, what, f).await.is_some()
     }
 
     async fn retry_value<T, F, Fut, E>(

@@ -42,6 +42,8 @@ pub const STUCK_AFTER: &str = "saga_tracker_stuck_after_seconds";
 pub const CONSUMER_LAG: &str = "saga_tracker_consumer_lag";
 /// Messages sent to the DLQ, by reason.
 pub const DLQ_MESSAGES: &str = "saga_tracker_dlq_messages_total";
+/// Dead letters the DLQ topic refused for good, kept in the `saga_dlq_local` table instead, by cause.
+pub const DLQ_LOCAL: &str = "saga_tracker_dlq_local_messages_total";
 /// Failed attempts to write a batch or reach Kafka (each is retried).
 pub const INGEST_ERRORS: &str = "saga_tracker_ingest_errors_total";
 /// 1 when the database answered the last background refresh.
@@ -59,7 +61,7 @@ pub const PARTITION_STALLED: &str = "saga_tracker_partition_stalled";
 
 /// Every metric name a scrape shows (counters with their `_total`); histograms add `_bucket`, `_sum`, `_count`.
 /// `saga_tracker_partition_stalled` has a sample per partition once ingestion has seen it.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     PARTITION_STALLED,
     RECONCILE_MISSING,
     RECONCILE_LAST_RUN,
@@ -71,6 +73,7 @@ pub const ALL: [&str; 14] = [
     STUCK_AFTER,
     CONSUMER_LAG,
     DLQ_MESSAGES,
+    DLQ_LOCAL,
     INGEST_ERRORS,
     DATABASE_UP,
     LABEL_VALUES_DROPPED,
@@ -96,6 +99,11 @@ struct StepLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -146,6 +154,7 @@ pub struct Metrics {
     duplicates: Counter,
     durations: Family<StepLabels, Histogram, fn() -> Histogram>,
     dlq: Family<ReasonLabels, Counter>,
+    dlq_local: Family<CauseLabels, Counter>,
     errors: Family<KindLabels, Counter>,
     lag: Family<LagLabels, Gauge>,
     sagas: Family<StatusLabels, Gauge>,
@@ -189,6 +198,7 @@ impl Metrics {
             duplicates: Counter::default(),
             durations: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             dlq: Family::default(),
+            dlq_local: Family::default(),
             errors: Family::default(),
             lag: Family::default(),
             sagas: Family::default(),
@@ -227,6 +237,11 @@ impl Metrics {
             counter(DLQ_MESSAGES),
             "Messages that did not decode or validate, sent to the DLQ",
             m.dlq.clone(),
+        );
+        registry.register(
+            counter(DLQ_LOCAL),
+            "Dead letters the DLQ topic refused for good (too large, not authorized, invalid, unknown topic), kept in the saga_dlq_local table",
+            m.dlq_local.clone(),
         );
         registry.register(
             counter(INGEST_ERRORS),
@@ -293,6 +308,9 @@ impl Metrics {
         drop(m.dlq.get_or_create(&ReasonLabels {
             reason: "none".into(),
         }));
+        for cause in crate::ingest::dlq::PERMANENT_CAUSES {
+            drop(m.dlq_local.get_or_create(&CauseLabels { cause }));
+        }
         Metrics { registry, ..m }
     }
 
@@ -345,6 +363,20 @@ impl Metrics {
             })
             .inc();
         self.dlq_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a dead letter kept in `saga_dlq_local` (`cause` is one of
+    /// [`PERMANENT_CAUSES`](crate::ingest::dlq::PERMANENT_CAUSES)).
+    pub fn dlq_local(&self, cause: &'static str) {
+        self.dlq_local.get_or_create(&CauseLabels { cause }).inc();
+    }
+
+    /// Dead letters kept in `saga_dlq_local` by this process.
+    pub fn dlq_local_total(&self) -> u64 {
+        crate::ingest::dlq::PERMANENT_CAUSES
+            .into_iter()
+            .map(|cause| self.dlq_local.get_or_create(&CauseLabels { cause }).get())
+            .sum()
     }
 
     /// Counts a failed (and retried) write: `kind` is one of [`ERROR_KINDS`].

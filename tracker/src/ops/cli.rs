@@ -456,12 +456,15 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
             )
             .await?;
             println!(
-                "re-drove {} DLQ messages: {} stored, {} already stored; still dead-lettered: {}; skipped (other reasons): {}",
+                "re-drove {} DLQ messages and {} dead letters kept in saga_dlq_local: {} stored, {} already stored; still dead-lettered: {}; skipped (other reasons): {}; kept rows moved to the DLQ topic: {}, still kept: {}",
                 s.read,
+                s.local_read,
                 s.ingested,
                 s.duplicates,
                 counts(&s.still_dead),
-                counts(&s.skipped)
+                counts(&s.skipped),
+                s.local_to_topic,
+                s.local_kept
             );
             Ok(0)
         }

@@ -6,6 +6,10 @@
 //!
 //! With `--reason CODE` only messages dead-lettered for that reason are tried; the others go back to the
 //! DLQ unchanged.
+//!
+//! Before reading the topic (after taking its ends), the dead letters kept in PostgreSQL because the DLQ topic refused them for good (`saga_dlq_local`,
+//! see [`crate::ingest::dlq`]) are placed: what now validates and stores is stored, the rest is produced to the
+//! DLQ topic with its current reason; each row placed is deleted, a row the topic still refuses stays.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,9 +21,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 
 use super::{OpsError, progress};
-use crate::db::{IncomingEvent, Store};
+use crate::db::failure::{self, FailureKind};
+use crate::db::{IncomingEvent, LocalDeadLetter, Store};
 use crate::ingest::classify;
-use crate::ingest::dlq::headers;
+use crate::ingest::dlq::{self, DlqProducer, Rejection, headers};
 
 /// Messages per database transaction and offset commit.
 const BATCH: usize = 500;
@@ -54,8 +59,14 @@ pub struct RedriveSummary {
     pub duplicates: u64,
     /// Messages still not readable, sent back to the DLQ, per current reason.
     pub still_dead: BTreeMap<String, u64>,
-    /// Messages not tried because of `--reason`, sent back unchanged, per reason.
+    /// Messages not tried because of `--reason`, sent back unchanged (or left in `saga_dlq_local`), per reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Rows of `saga_dlq_local` read.
+    pub local_read: u64,
+    /// Rows of `saga_dlq_local` that still do not store and were now produced to the DLQ topic (row deleted).
+    pub local_to_topic: u64,
+    /// Rows of `saga_dlq_local` the DLQ topic still refuses (kept).
+    pub local_kept: u64,
 }
 
 fn header(m: &OwnedMessage, key: &str) -> Option<String> {
@@ -112,6 +123,14 @@ pub async fn run(store: &Store, options: &RedriveOptions) -> Result<RedriveSumma
     })
     .await
     .map_err(|e| OpsError::Kafka(e.to_string()))??;
+    // after the snapshot: what the kept rows add to the DLQ topic is for a later run
+    let mut summary = RedriveSummary::default();
+    let dlq = DlqProducer::new(
+        &options.brokers,
+        &options.dlq_topic,
+        &options.kafka_properties,
+    )?;
+    redrive_local(store, &dlq, options, &mut summary).await?;
     let total: i64 = ends
         .iter()
         .map(|(p, (_, high))| (high - positions[p]).max(0))
@@ -119,7 +138,6 @@ pub async fn run(store: &Store, options: &RedriveOptions) -> Result<RedriveSumma
     let bar = progress::bar(u64::try_from(total).unwrap_or(0), "redrive");
 
     let consumer = std::sync::Arc::new(consumer);
-    let mut summary = RedriveSummary::default();
     loop {
         let c = std::sync::Arc::clone(&consumer);
         let ends_now = ends.clone();
@@ -147,6 +165,79 @@ pub async fn run(store: &Store, options: &RedriveOptions) -> Result<RedriveSumma
     }
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// Places the rows of `saga_dlq_local`, one at a time (there are few): stores what validates now, produces the
+/// rest to the DLQ topic; deletes each row placed.
+async fn redrive_local(
+    store: &Store,
+    dlq: &DlqProducer,
+    options: &RedriveOptions,
+    summary: &mut RedriveSummary,
+) -> Result<(), OpsError> {
+    let mut after = 0;
+    loop {
+        let rows = store.local_dead_letters(after, BATCH as i64).await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        for row in rows {
+            summary.local_read += 1;
+            if options.reason.as_ref().is_some_and(|r| *r != row.reason) {
+                *summary.skipped.entry(row.reason.clone()).or_default() += 1;
+                continue;
+            }
+            let Some(rejection) =
+                store_local(store, &row, options.confluent_schema_id, summary).await?
+            else {
+                store.delete_local_dead_letter(row.id).await?;
+                continue;
+            };
+            let code = rejection.code();
+            *summary.still_dead.entry(code.to_owned()).or_default() += 1;
+            let row = LocalDeadLetter {
+                reason: code.to_owned(),
+                error: rejection.to_string(),
+                ..row
+            };
+            match dlq.send_local(&row).await {
+                Ok(()) => {
+                    store.delete_local_dead_letter(row.id).await?;
+                    summary.local_to_topic += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(id = row.id, error = %e, "the DLQ topic still refuses a kept dead letter");
+                    summary.local_kept += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Stores a kept dead letter if it validates and the database takes it; else why not.
+async fn store_local(
+    store: &Store,
+    row: &LocalDeadLetter,
+    confluent_schema_id: Option<u32>,
+    summary: &mut RedriveSummary,
+) -> Result<Option<Rejection>, OpsError> {
+    let message = dlq::local_message(row);
+    let (good, mut bad) = classify(std::slice::from_ref(&message), confluent_schema_id);
+    if let Some((_, rejection)) = bad.pop() {
+        return Ok(Some(rejection));
+    }
+    match store.write_batch(&good).await {
+        Ok(new) => {
+            summary.ingested += new.len() as u64;
+            summary.duplicates += (good.len() - new.len()) as u64;
+            Ok(None)
+        }
+        Err(e) if failure::kind(&e) == FailureKind::Data => {
+            Ok(Some(Rejection::Database(failure::describe(&e))))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Up to [`BATCH`] messages below the snapshot ends; empty when every partition reached its end.

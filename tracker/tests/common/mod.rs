@@ -173,6 +173,11 @@ impl TestKafka {
         self.cluster.is_some()
     }
 
+    /// The mock cluster (fault injection), None on a real broker.
+    pub fn mock(&self) -> Option<&MockCluster<'static, DefaultProducerContext>> {
+        self.cluster.as_ref()
+    }
+
     /// Takes the mock cluster's broker down (`false`) or up (`true`); no-op on a real broker.
     pub fn set_broker_up(&self, up: bool) {
         if let Some(cluster) = &self.cluster {
