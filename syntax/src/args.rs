@@ -42,7 +42,8 @@ pub struct StepArgs {
     /// `outbox = tx`: the parameter (a `&mut sqlx::Transaction<'_, Postgres>` or `&mut PgConnection`) whose
     /// transaction receives the step's STARTED and SUCCEEDED events (feature `outbox` of `saga-tracker`).
     pub outbox: Option<Ident>,
-    /// `method`: the fn is an associated fn of an impl although neither `self` nor `Self` shows in its signature.
+    /// `method`: the fn is an associated fn that a service never wires (no wiring key is generated for it); only
+    /// needed when a free fn of the same module has the same name and step.
     pub method: Option<Ident>,
 }
 
