@@ -4,19 +4,17 @@
 //! The checks happen at compile time:
 //! - every wired handler must be annotated for exactly that step (`#[saga_step(S, V)]`) or compensation
 //!   (`#[saga_compensation(S, V)]`); the message (`#[diagnostic::on_unimplemented]`) says which attribute to add.
-//!   The annotation's marker is found by a method call through the handler's own path (its hidden trait comes
-//!   along with every import of the fn); a fallback trait one auto-reference away answers for an un-annotated
-//!   fn, so it gets the same message.
+//!   The annotation registers a trait impl keyed by where the fn is *defined* (`module_path!()` and its name);
+//!   the service computes the key from its own module and the path it writes (`self`, `super`, `crate` and
+//!   child modules resolved as paths), so the check follows the fn the path names: an import (glob or not)
+//!   never changes the key, and a local un-annotated fn is not found through an annotated one brought in by
+//!   a `use`.
 //! - a step declared `#[step(compensable)]` that the service handles must have its compensation wired too.
-//!
-//! At start-up, `verify()` checks that each fn the service names *is* the fn whose marker was found (an
-//! un-annotated fn can hide behind an annotated one of the same name brought in by a glob import; only the
-//! fn's type tells them apart, and Rust compares types of fn items only at run time).
 
 use std::collections::HashSet;
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 use saga_tracker_syntax::{Errors, Route, RouteKind, ServiceDecl, path_string};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -38,29 +36,15 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     } = &service;
     let service_name = ident.to_string();
 
-    let mut checks = Vec::new();
     let mut descriptors = Vec::new();
-    let mut identities = Vec::new();
     for route in routes {
         if let Some(problem) = associated_fn(route) {
             errors.push(problem);
             continue;
         }
-        let lookup = Lookup::new(&rt, route);
-        checks.push(wiring_check(&rt, route, &lookup));
-        let call = &lookup.call;
-        descriptors.push(quote! { #rt::descriptor_of(#call) });
-        let path_str = path_string(&route.handler);
-        let handler = &route.handler;
-        let value = respan(
-            quote! { || #rt::type_id_of_val(&#handler) },
-            route.handler.span(),
-        );
-        identities.push(quote! {
-            #rt::HandlerIdentity { path: #path_str, annotated: #rt::handler_type_of(#call), wired: #value }
-        });
+        descriptors.push(wired(&rt, route));
     }
-    checks.extend(compensation_checks(&rt, routes));
+    let checks = compensation_checks(&rt, routes);
     if !errors.is_empty() {
         return into_compile_errors(errors);
     }
@@ -76,7 +60,6 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             pub const DESCRIPTOR: ::saga_tracker::ServiceDescriptor = ::saga_tracker::ServiceDescriptor {
                 name: #service_name,
                 handlers: &[#(#descriptors),*],
-                identities: &[#(#identities),*],
             };
 
             /// The descriptors of the handlers this service wires.
@@ -84,7 +67,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
                 Self::DESCRIPTOR.handlers
             }
 
-            /// Checks at start-up that every wired fn is the annotated fn and is in the link-time registry.
+            /// Checks at start-up that every wired handler is in the link-time registry.
             pub fn verify() -> ::core::result::Result<(), ::saga_tracker::registry::VerifyError> {
                 Self::DESCRIPTOR.verify()
             }
@@ -111,58 +94,9 @@ fn associated_fn(route: &Route) -> Option<syn::Error> {
     ))
 }
 
-/// The method-call lookup of a handler's marker: a `&|| ..` closure whose return type is `Marked<marker>`.
-struct Lookup {
-    call: TokenStream,
-}
-
-impl Lookup {
-    fn new(rt: &TokenStream, route: &Route) -> Lookup {
-        let handler = &route.handler;
-        let span = handler.span();
-        let last = handler
-            .segments
-            .last()
-            .map(|s| s.ident.unraw().to_string())
-            .unwrap_or_default();
-        let method = format_ident!("__saga_tracker_{}", last);
-        // For `module::fn`, the module's items (the marker trait is re-exported there by name and anonymously)
-        // come into the closure's scope; a single name is looked up where the service is.
-        let import = (handler.segments.len() > 1).then(|| {
-            let mut prefix = handler.clone();
-            prefix.segments.pop();
-            prefix.segments.pop_punct();
-            for segment in prefix.segments.iter_mut() {
-                segment.arguments = syn::PathArguments::None;
-            }
-            quote! {
-                #[allow(unused_imports)]
-                use #prefix::*;
-            }
-        });
-        let call = respan(
-            quote! {
-                &|| {
-                    #import
-                    #[allow(non_camel_case_types, dead_code)]
-                    trait __SagaTrackerUnannotated {
-                        fn #method(&self) -> #rt::Marked<#rt::Unannotated>;
-                    }
-                    impl __SagaTrackerUnannotated for &#rt::HandlerProbe {
-                        fn #method(&self) -> #rt::Marked<#rt::Unannotated> {
-                            #rt::Marked::NEW
-                        }
-                    }
-                    (&#rt::HandlerProbe).#method()
-                }
-            },
-            span,
-        );
-        Lookup { call }
-    }
-}
-
-fn wiring_check(rt: &TokenStream, route: &Route, lookup: &Lookup) -> TokenStream {
+/// The descriptor of the handler the route wires, found through the key of the fn its path names (a trait bound
+/// spanned at the handler: "not annotated" points there).
+fn wired(rt: &TokenStream, route: &Route) -> TokenStream {
     let saga = &route.saga;
     let step = &route.step;
     let check = match route.kind {
@@ -173,9 +107,20 @@ fn wiring_check(rt: &TokenStream, route: &Route, lookup: &Lookup) -> TokenStream
         quote! { { #saga::#step as ::core::primitive::u16 } },
         step.span(),
     );
-    let call = &lookup.call;
+    let absolute = route.handler.leading_colon.is_some();
+    let segments: Vec<String> = route
+        .handler
+        .segments
+        .iter()
+        .map(|s| s.ident.unraw().to_string())
+        .collect();
+    let key = quote! {
+        #rt::HandlerKey<{ #rt::wired_key(::core::module_path!(), &[#(#segments),*], #absolute) }>
+    };
+    let handler = &route.handler;
+    // The path must name a value (the key alone would accept a path to nothing).
     respan(
-        quote! { const _: () = #rt::#check::<#saga, #index, _, _>(#call); },
+        quote! { { let _ = #handler; #rt::#check::<#saga, #index, #key, _>() } },
         route.handler.span(),
     )
 }

@@ -20,6 +20,8 @@ pub mod id;
 pub mod otel;
 #[cfg(feature = "outbox")]
 pub mod outbox;
+#[cfg(not(feature = "outbox"))]
+mod outbox_off;
 mod priority;
 pub mod registry;
 pub mod saga;
@@ -49,11 +51,16 @@ pub use transition::{Declared, RecordError, Transition};
 /// What the macros' generated code uses. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    /// `outbox = ..`: the transaction parameter and the step in it.
+    #[cfg(feature = "outbox")]
+    pub use crate::outbox::{OutboxParam, finish_in_tx, outbox_conn, start_in_tx};
+    /// `outbox = ..` without feature `outbox`: an error saying to enable it.
+    #[cfg(not(feature = "outbox"))]
+    pub use crate::outbox_off::{OutboxParam, finish_in_tx, outbox_conn, start_in_tx};
     pub use crate::registry::{
-        CompensationHandler, HandlerDescriptor, HandlerIdentity, HandlerKind, HandlerProbe,
-        HasCompensation, Marked, ServiceDescriptor, StepDescriptor, StepHandler, UNANNOTATED,
-        Unannotated, WithoutCompensation, compensable, descriptor_of, handler_type_of,
-        type_id_of_val, wired_compensation, wired_step, without_compensation,
+        CompensationHandler, HandlerKey, HandlerKind, HasCompensation, ServiceDescriptor,
+        StepDescriptor, StepHandler, WithoutCompensation, compensable, handler_key,
+        wired_compensation, wired_key, wired_step, without_compensation,
     };
     pub use crate::saga::{MetadataValue, Saga, StepDecl, error_kind_for, metadata_value};
     pub use crate::step::*;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! (OrderSaga, ReserveStock, saga_id = cmd.saga_id, order_id = cmd.order_id, attempt = n,
-//!  error_kind = classify, metadata(region = cmd.region), method)
+//!  error_kind = classify, metadata(region = cmd.region), outbox = tx, method)
 //! (type = OrderSaga, step = ReserveStock, ...)
 //! ```
 //!
@@ -19,7 +19,8 @@ use syn::{Expr, Ident, Path, Token};
 use crate::errors::Errors;
 
 /// The keys the attributes accept, for messages.
-pub const KEYS: &str = "type, step, saga_id, order_id, attempt, error_kind, metadata(..), method";
+pub const KEYS: &str =
+    "type, step, saga_id, order_id, attempt, error_kind, metadata(..), outbox, method";
 
 /// The parsed arguments of `#[saga_step(..)]` / `#[saga_compensation(..)]`.
 #[derive(Clone)]
@@ -38,7 +39,11 @@ pub struct StepArgs {
     pub error_kind: Option<Expr>,
     /// `metadata(key = <expr>, ..)`, in order.
     pub metadata: Vec<(Ident, Expr)>,
-    /// `method`: the fn is an associated fn of an impl although neither `self` nor `Self` shows in its signature.
+    /// `outbox = tx`: the parameter (a `&mut sqlx::Transaction<'_, Postgres>` or `&mut PgConnection`) whose
+    /// transaction receives the step's STARTED and SUCCEEDED events (feature `outbox` of `saga-tracker`).
+    pub outbox: Option<Ident>,
+    /// `method`: the fn is an associated fn that a service never wires (no wiring key is generated for it); only
+    /// needed when a free fn of the same module has the same name and step.
     pub method: Option<Ident>,
 }
 
@@ -52,6 +57,7 @@ struct Partial {
     attempt: Option<Expr>,
     error_kind: Option<Expr>,
     metadata: Vec<(Ident, Expr)>,
+    outbox: Option<Ident>,
     method: Option<Ident>,
     seen: HashMap<String, Span>,
     positional: usize,
@@ -122,6 +128,7 @@ impl Parse for StepArgs {
             attempt: partial.attempt,
             error_kind: partial.error_kind,
             metadata: partial.metadata,
+            outbox: partial.outbox,
             method: partial.method,
         })
     }
@@ -157,6 +164,22 @@ fn entry(input: ParseStream<'_>, partial: &mut Partial) -> syn::Result<()> {
             let step = step_ident(input)?;
             note_key(partial, "step", key.span())?;
             partial.step = Some(step);
+            return Ok(());
+        }
+        if name == "outbox" {
+            let value: Expr = input.parse()?;
+            let param = match &value {
+                Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() => p.path.get_ident(),
+                _ => None,
+            };
+            let Some(param) = param else {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "`outbox` names a parameter of this fn that holds the transaction, e.g. `outbox = tx` for `tx: &mut sqlx::Transaction<'_, Postgres>`",
+                ));
+            };
+            note_key(partial, "outbox", key.span())?;
+            partial.outbox = Some(param.clone());
             return Ok(());
         }
         let value: Expr = input.parse()?;
@@ -322,9 +345,13 @@ mod tests {
     #[test]
     fn positional_and_keyed_forms() {
         let a: StepArgs = syn::parse_str(
-            "sagas::OrderSaga, ReserveStock, saga_id = c.id, attempt = 2, metadata(region = r), method",
+            "sagas::OrderSaga, ReserveStock, saga_id = c.id, attempt = 2, metadata(region = r), outbox = tx, method",
         )
         .expect("parses");
+        assert_eq!(
+            a.outbox.as_ref().map(|i| i.to_string()).as_deref(),
+            Some("tx")
+        );
         assert_eq!(crate::path_string(&a.saga), "sagas::OrderSaga");
         assert_eq!(a.step, "ReserveStock");
         assert!(a.saga_id.is_some() && a.attempt.is_some() && a.order_id.is_none());
@@ -341,6 +368,8 @@ mod tests {
         assert!(err("OrderSaga").contains("the saga type and the step come first"));
         assert!(err("OrderSaga, ReserveStock, bogus = 1").contains("unknown key `bogus`"));
         assert!(err("OrderSaga, ReserveStock, saga_id = a, saga_id = b").contains("duplicate key"));
+        assert!(err("OrderSaga, ReserveStock, outbox = &mut tx").contains("names a parameter"));
+        assert!(err("OrderSaga, ReserveStock, outbox = a, outbox = b").contains("duplicate key"));
         assert!(err("OrderSaga, OrderSaga::ReserveStock").contains("bare variant name"));
         assert!(err("ReserveStock, OrderSaga").contains("`(OrderSaga, ReserveStock, ...)`"));
         let all = err("OrderSaga, ReserveStock, a = 1, b = 2");

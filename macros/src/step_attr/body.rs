@@ -16,6 +16,7 @@ pub(super) fn wrap(
     args: &StepArgs,
     ids: &TokenStream,
     descriptor: &TokenStream,
+    outbox: Option<&(syn::Ident, bool)>,
 ) -> TokenStream {
     let block = &func.block;
     let mut inferred = InferImplTrait(false);
@@ -45,6 +46,11 @@ pub(super) fn wrap(
     // Everything but the user's block and classifier is spanned at the return type: an unsuitable return
     // type gets one error, there.
     let describe = respan(quote! { __saga_tracker_guard, }, ret_span);
+    if let Some((attr_token, user_mut)) = outbox {
+        return wrap_in_tx(
+            rt, func, ids, descriptor, attr_token, *user_mut, &ret, ret_span, classifier,
+        );
+    }
     if func.sig.asyncness.is_some() {
         // The body's value is bound with the declared type, so a type error in it points at the user's code.
         let out = respan(quote! { let __saga_tracker_out: #ret = }, ret_span);
@@ -69,6 +75,54 @@ pub(super) fn wrap(
             #guard
             #call
         }
+    }
+}
+
+/// `outbox = tx`: STARTED into `tx` before the body, SUCCEEDED into it after an `Ok`, FAILED (an `Err`, a
+/// panic) outside it, through the runtime's outbox API. The body gets a reborrow of `tx`, so `tx` is still there
+/// to finish the step.
+#[allow(clippy::too_many_arguments)]
+fn wrap_in_tx(
+    rt: &TokenStream,
+    func: &ItemFn,
+    ids: &TokenStream,
+    descriptor: &TokenStream,
+    attr_token: &syn::Ident,
+    user_mut: bool,
+    ret: &TokenStream,
+    ret_span: proc_macro2::Span,
+    classifier: TokenStream,
+) -> TokenStream {
+    let block = &func.block;
+    // The parameter as the body names it, and the check of its type spanned at the attribute's token.
+    let param = func
+        .sig
+        .inputs
+        .iter()
+        .find_map(|input| match input {
+            syn::FnArg::Typed(t) => match &*t.pat {
+                syn::Pat::Ident(p) if p.ident == *attr_token => Some(p.ident.clone()),
+                _ => None,
+            },
+            syn::FnArg::Receiver(_) => None,
+        })
+        .unwrap_or_else(|| attr_token.clone());
+    let conn = respan(quote! { #rt::outbox_conn(&mut #param) }, attr_token.span());
+    let out = respan(quote! { let __saga_tracker_out: #ret = }, ret_span);
+    let catch_body = respan(quote! { #rt::catch_body::<#ret, _> }, ret_span);
+    let finish = respan(quote! { #rt::finish_in_tx::<#ret, _> }, ret_span);
+    // The body's binding is as mutable as the user declared it.
+    let mutability = user_mut.then(|| quote! { mut });
+    quote! {
+        let __saga_tracker_step = #rt::start_in_tx(#conn, #descriptor, #ids).await;
+        let __saga_tracker_result = {
+            let #mutability #param = &mut *#param;
+            #catch_body(async move {
+                #out #block;
+                __saga_tracker_out
+            }).await
+        };
+        #finish(__saga_tracker_step, #conn, #classifier, __saga_tracker_result).await
     }
 }
 

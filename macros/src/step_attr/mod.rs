@@ -3,7 +3,7 @@
 mod body;
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use saga_tracker_syntax::StepArgs;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -78,6 +78,10 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
             ),
         );
     }
+    let outbox = args
+        .as_ref()
+        .and_then(|args| args.outbox.as_ref())
+        .and_then(|param| outbox_param(&mut func, param, attr, &mut errors));
     let saga_id_param = take_saga_id_params(&mut func, args.as_ref(), &mut errors);
     let id_source = args
         .as_ref()
@@ -89,7 +93,60 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
         out.extend(quote! { #func });
         return out;
     };
-    generate(kind, func, &args, id_source)
+    generate(kind, func, &args, id_source, outbox)
+}
+
+/// Checks the parameter `outbox = <param>` names (it exists, is a `&mut` reference, the fn is async) and makes its
+/// binding `mut` (the generated code reborrows it around the body). Returns the attribute's token, which the
+/// generated type check is spanned at, and whether the user's binding was `mut` already.
+fn outbox_param(
+    func: &mut ItemFn,
+    param: &syn::Ident,
+    attr: &str,
+    errors: &mut Errors,
+) -> Option<(syn::Ident, bool)> {
+    const WRITE: &str =
+        "`tx: &mut sqlx::Transaction<'_, Postgres>` or `conn: &mut sqlx::PgConnection`";
+    let is_async = func.sig.asyncness.is_some();
+    let typed = func.sig.inputs.iter_mut().find_map(|input| match input {
+        FnArg::Typed(t) => match &mut *t.pat {
+            Pat::Ident(p) if p.ident == *param => Some((p, &*t.ty)),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    });
+    let Some((pat, ty)) = typed else {
+        errors.push_at(
+            param.span(),
+            format!("`outbox = {param}` names no parameter of this fn: add the transaction as a parameter, {WRITE}, and name it here"),
+        );
+        return None;
+    };
+    let ok_type = matches!(ty, syn::Type::Reference(r) if r.mutability.is_some());
+    if !ok_type {
+        errors.push_at(
+            ty.span(),
+            format!("the `outbox` parameter `{param}` is the transaction the step's events are written into: declare it {WRITE}"),
+        );
+    }
+    if !is_async {
+        errors.push_at(
+            param.span(),
+            format!("#[{attr}(.., outbox = {param})] writes into the transaction with `.await`: make the fn an `async fn`"),
+        );
+    }
+    if pat.by_ref.is_some() || pat.subpat.is_some() {
+        errors.push_at(
+            pat.ident.span(),
+            format!("the `outbox` parameter is bound to a plain name: `{param}: &mut ...`"),
+        );
+    }
+    let ok = ok_type && is_async && pat.by_ref.is_none() && pat.subpat.is_none();
+    let user_mut = pat.mutability.is_some();
+    if ok && !user_mut {
+        pat.mutability = Some(syn::Token![mut](pat.ident.span()));
+    }
+    ok.then(|| (param.clone(), user_mut))
 }
 
 /// Where the saga id of a call comes from.
@@ -197,17 +254,23 @@ fn id_source(
     Some(IdSource::Context(probes))
 }
 
-fn generate(kind: Kind, mut func: ItemFn, args: &StepArgs, id_source: IdSource) -> TokenStream {
+fn generate(
+    kind: Kind,
+    mut func: ItemFn,
+    args: &StepArgs,
+    id_source: IdSource,
+    outbox: Option<(syn::Ident, bool)>,
+) -> TokenStream {
     let rt = quote! { ::saga_tracker::__private };
     let saga = &args.saga;
     let step = &args.step;
     let fn_ident = func.sig.ident.clone();
     let fn_name = fn_ident.unraw().to_string();
     let is_method = func.sig.receiver().is_some();
-    // A free fn gets a hidden marker beside it, so `saga_service!` can check the wiring. An associated fn (a
-    // receiver, `Self` in the signature, or `method`) keeps everything inside its body: an impl block holds no
-    // modules.
-    let free_fn = !is_method && args.method.is_none() && !body::mentions_self(&func.sig);
+    // A fn that may be wired (no receiver, no `Self` in its signature, no `method`) is keyed by where it is
+    // defined, for `saga_service!` (see `saga_tracker::registry::HandlerKey`). Everything generated lives inside
+    // the fn's body: it takes no name of the user's and is valid in a module, an impl and a trait alike.
+    let keyed = !is_method && args.method.is_none() && !body::mentions_self(&func.sig);
     let (kind_tokens, handler_trait) = match kind {
         Kind::Step => (quote! { #rt::HandlerKind::Step }, quote! { StepHandler }),
         Kind::Compensation => (
@@ -230,6 +293,24 @@ fn generate(kind: Kind, mut func: ItemFn, args: &StepArgs, id_source: IdSource) 
             step_span,
         )
     });
+    // The impl's local type keeps it within the orphan rules (the saga type may be another crate's) and apart
+    // from every other handler's impl.
+    let key_impl = keyed.then(|| {
+        // Spanned at the saga type: "`X` is not a saga declaration" points there.
+        let handler_impl = respan(
+            quote! { impl #rt::#handler_trait<#saga, { #index_const }, __SagaTrackerHandler> },
+            saga_span,
+        );
+        quote! {
+            #[allow(dead_code)]
+            pub struct __SagaTrackerHandler;
+            #handler_impl
+                for #rt::HandlerKey<{ #rt::handler_key(::core::module_path!(), #fn_name) }>
+            {
+                const DESCRIPTOR: &'static #rt::StepDescriptor = &#desc_const;
+            }
+        }
+    });
 
     let defs = quote! {
         const #index_const: ::core::primitive::u16 = #index_value;
@@ -238,92 +319,20 @@ fn generate(kind: Kind, mut func: ItemFn, args: &StepArgs, id_source: IdSource) 
         );
         #rt::inventory::submit! { #desc_const }
         #compensation_check
+        #key_impl
     };
-
-    let marker_mod = format_ident!("__saga_tracker_{}", fn_name);
-    let marker_method = format_ident!("__saga_tracker_{}", fn_name);
-    let marker = quote! { dyn #marker_mod::#fn_ident };
-    let descriptor_ref = if free_fn {
-        quote! { <#marker as #rt::HandlerDescriptor>::DESCRIPTOR }
-    } else {
-        quote! { &#desc_const }
-    };
+    let descriptor_ref = quote! { &#desc_const };
 
     let ids = ids_tokens(&rt, args, id_source, &func.sig.ident);
-    let new_body = body::wrap(&rt, &func, args, &ids, &descriptor_ref);
-    let body_defs = if free_fn {
-        TokenStream::new()
-    } else {
-        defs.clone()
-    };
+    let new_body = body::wrap(&rt, &func, args, &ids, &descriptor_ref, outbox.as_ref());
     let block = syn::parse_quote! {
         {
-            #body_defs
+            #defs
             #new_body
         }
     };
     *func.block = block;
-
-    if !free_fn {
-        return quote! { #func };
-    }
-    let vis = &func.vis;
-    let generic = func
-        .sig
-        .generics
-        .params
-        .iter()
-        .any(|p| !matches!(p, syn::GenericParam::Lifetime(_)));
-    let handler_type = if generic {
-        quote! { ::core::option::Option::None }
-    } else {
-        quote! { ::core::option::Option::Some(#rt::type_id_of_val(&#fn_ident)) }
-    };
-    // Spanned at the saga type: "`X` is not a saga declaration" points there.
-    let handler_impl = respan(
-        quote! { impl #rt::#handler_trait<#saga, { #index_const }> for #marker {} },
-        saga_span,
-    );
-    quote! {
-        #func
-
-        // The marker `saga_service!` looks for: a trait named like the fn, in a hidden module, re-exported by a
-        // glob import (any item of the user's with that name shadows it, so it takes no name), implemented
-        // for `HandlerProbe`.
-        #[doc(hidden)]
-        #[allow(non_snake_case, missing_docs)]
-        #vis mod #marker_mod {
-            #[allow(non_camel_case_types)]
-            pub trait #fn_ident {
-                #[doc(hidden)]
-                fn #marker_method(&self) -> ::saga_tracker::__private::Marked<dyn #fn_ident>;
-            }
-        }
-        // By name, so it travels with every import of the fn; anonymously too, so it is in scope (and in
-        // glob imports of this module) even where a user's item of the same name shadows it.
-        #[doc(hidden)]
-        #[allow(unused_imports)]
-        #vis use #marker_mod::*;
-        #[doc(hidden)]
-        #[allow(unused_imports)]
-        #vis use #marker_mod::#fn_ident as _;
-
-        const _: () = {
-            #defs
-            impl #marker_mod::#fn_ident for #rt::HandlerProbe {
-                fn #marker_method(&self) -> #rt::Marked<#marker> {
-                    #rt::Marked::NEW
-                }
-            }
-            #handler_impl
-            impl #rt::HandlerDescriptor for #marker {
-                const DESCRIPTOR: &'static #rt::StepDescriptor = &#desc_const;
-                fn handler_type() -> ::core::option::Option<::core::any::TypeId> {
-                    #handler_type
-                }
-            }
-        };
-    }
+    quote! { #func }
 }
 
 fn ids_tokens(

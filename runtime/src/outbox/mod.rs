@@ -42,10 +42,13 @@
 
 mod migrations;
 mod relay;
+mod step_fn;
 mod write;
 
 pub use migrations::{MIGRATOR, drop_published_partitions, ensure_partitions, migrate};
 pub use relay::{BatchReport, Relay, RelayConfig, RelayError};
+#[doc(hidden)]
+pub use step_fn::{OutboxParam, finish_in_tx, outbox_conn, start_in_tx};
 pub use write::{OUTBOX_ERROR_KIND, OutboxError, StepInTx, record_in_tx, record_in_tx_with};
 
 /// The outbox table.

@@ -38,13 +38,12 @@ fn charge(id: &str) -> Result<(), E> {
 mod services {
     use super::OrderSaga;
     use saga_tracker::saga_service;
-    use crate::handlers::release_stock;
 
     saga_service! {
         /// Stock.
         pub ProductService {
             step OrderSaga::ReserveStock => crate::handlers::reserve_stock,
-            compensate OrderSaga::ReserveStock => release_stock,
+            compensate OrderSaga::ReserveStock => super::handlers::release_stock,
         }
     }
 
