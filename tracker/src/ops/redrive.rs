@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use saga_tracker_core::codec::KnownSchemas;
 use serde::Serialize;
 
 use super::{OpsError, progress};
@@ -37,8 +38,8 @@ pub struct RedriveOptions {
     pub group: String,
     /// Only messages with this `dlq.reason`.
     pub reason: Option<String>,
-    /// Also accept Confluent framing with this schema id.
-    pub confluent_schema_id: Option<u32>,
+    /// The writer versions and Confluent schema ids that decode.
+    pub schemas: KnownSchemas,
     /// Extra librdkafka properties.
     pub kafka_properties: Vec<(String, String)>,
 }
@@ -204,7 +205,7 @@ async fn process(
         *summary.skipped.entry(reason).or_default() += 1;
     }
     let tried: Vec<OwnedMessage> = tried.into_iter().cloned().collect();
-    let (good, bad) = classify(&tried, options.confluent_schema_id);
+    let (good, bad) = classify(&tried, &options.schemas);
     for (i, rejection) in &bad {
         let error = rejection.to_string();
         send_back(
