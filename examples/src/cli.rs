@@ -73,6 +73,21 @@ pub struct Args {
     /// Keep the run's tracker schema instead of dropping it at the end.
     #[arg(long, requires = "with_tracker")]
     pub keep_tracker_data: bool,
+
+    /// Leave N of the sagas planned to complete hanging between two steps: reserve_stock succeeds and
+    /// charge_payment is never sent. With --with-tracker they show as stuck once --stuck-after-minutes passed.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub hang_sagas: u32,
+
+    /// For --with-tracker: a saga not terminal and silent this long counts as stuck (0: at once, to see the
+    /// hanging sagas of --hang-sagas in the report).
+    #[arg(
+        long,
+        default_value_t = 15,
+        requires = "with_tracker",
+        value_name = "MINUTES"
+    )]
+    pub stuck_after_minutes: u32,
 }
 
 /// Which part of the system a process runs.
@@ -183,6 +198,8 @@ pub struct DemoConfig {
     pub progress: bool,
     /// `--with-tracker`: run the central tracker service in-process.
     pub tracker: Option<TrackerOptions>,
+    /// `--hang-sagas`: sagas left hanging after `reserve_stock` (taken from those planned to complete).
+    pub hang_sagas: u32,
 }
 
 impl Default for DemoConfig {
@@ -199,6 +216,7 @@ impl Default for DemoConfig {
             reply_timeout: Duration::from_secs(30),
             progress: true,
             tracker: None,
+            hang_sagas: 0,
         }
     }
 }
@@ -215,6 +233,13 @@ impl DemoConfig {
         }
         if let Err(e) = check_share(self.compensation_failure_rate) {
             return invalid(format!("--compensation-failure-rate: {e}"));
+        }
+        let completing = self.sagas as usize - self.failing_sagas();
+        if self.hang_sagas as usize > completing {
+            return invalid(format!(
+                "--hang-sagas {}: only {completing} of the {} sagas are planned to complete (the others fail at payment)",
+                self.hang_sagas, self.sagas
+            ));
         }
         if self.concurrency == 0 {
             return invalid("--concurrency must be at least 1".into());
@@ -248,6 +273,14 @@ impl DemoConfig {
     }
 }
 
+impl DemoConfig {
+    /// How many sagas fail at payment: `round(sagas × failure_rate)`.
+    pub fn failing_sagas(&self) -> usize {
+        let n = self.sagas as usize;
+        (((n as f64) * self.failure_rate).round() as usize).min(n)
+    }
+}
+
 impl TryFrom<Args> for DemoConfig {
     type Error = DemoError;
 
@@ -268,7 +301,9 @@ impl TryFrom<Args> for DemoConfig {
             tracker: args.with_tracker.then_some(TrackerOptions {
                 database_url: args.database_url,
                 keep_data: args.keep_tracker_data,
+                stuck_after_minutes: args.stuck_after_minutes,
             }),
+            hang_sagas: args.hang_sagas,
         };
         config.validate()?;
         Ok(config)
@@ -359,7 +394,36 @@ mod tests {
             Some(TrackerOptions {
                 database_url: "postgres://u@db/x".into(),
                 keep_data: true,
+                stuck_after_minutes: 15,
             })
+        );
+    }
+
+    #[test]
+    fn hang_sagas_come_from_the_completing_ones() {
+        let config = parse(&[
+            "--with-tracker",
+            "--hang-sagas",
+            "2",
+            "--stuck-after-minutes",
+            "0",
+            "--sagas",
+            "10",
+        ])
+        .expect("ok");
+        assert_eq!(config.hang_sagas, 2);
+        assert_eq!(config.tracker.map(|t| t.stuck_after_minutes), Some(0));
+        // 10 sagas at failure rate 0.3: 7 complete
+        assert!(parse(&["--sagas", "10", "--hang-sagas", "7"]).is_ok());
+        assert!(
+            parse(&["--sagas", "10", "--hang-sagas", "8"])
+                .expect_err("too many")
+                .contains("only 7 of the 10 sagas")
+        );
+        assert!(
+            parse(&["--stuck-after-minutes", "0"])
+                .expect_err("needs --with-tracker")
+                .contains("--with-tracker")
         );
     }
 

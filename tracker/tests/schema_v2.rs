@@ -385,3 +385,70 @@ async fn confluent_framed_v1_and_v2_decode_by_registry_id_and_an_unmapped_id_is_
     assert_eq!((s.read, s.ingested), (1, 1), "{s:?}");
     assert_eq!(store.event_count().await.expect("count"), 6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_links_a_compensation_to_its_failure_by_cause_across_clock_skew() {
+    // charge failed twice (attempts 1 and 2); the payment service's clock is 10 s ahead of the product
+    // service's, so the compensation answering attempt 2 is recorded *before* that failure. Time order would link
+    // it to attempt 1; the v2 cause links it to attempt 2.
+    let db = TestDb::new();
+    let kafka = TestKafka::new().await;
+    let mut saga = SagaBuilder::new("skewed", "OrderSaga", 0)
+        .ev("product-service", "reserve", Started, 1)
+        .v2(0, 2, true)
+        .ev("product-service", "reserve", Succeeded, 1)
+        .v2(0, 2, true)
+        .ev("payment-service", "charge", Failed, 1)
+        .v2(1, 2, true)
+        .ev("payment-service", "charge", Failed, 2)
+        .v2(1, 2, true)
+        .ev("product-service", "reserve", CompensationStarted, 1)
+        .v2(0, 2, true)
+        .ev("product-service", "reserve", Compensated, 1)
+        .v2(0, 2, true);
+    let failure_2 = saga.events[3].idempotency_key.clone();
+    assert_eq!(failure_2, "skewed:charge:FAILED:2");
+    saga.events[3].recorded_at += 10_000_000;
+    for e in &mut saga.events[4..] {
+        e.cause_idempotency_key = Some(failure_2.clone());
+    }
+    assert!(saga.events[4].recorded_at < saga.events[3].recorded_at);
+    kafka.send(&saga.events).await;
+    let service = Service::start(kafka.config(&db, "skew"))
+        .await
+        .expect("service starts");
+    wait_for_events(&service, 6).await;
+    let api = Api::new(&service, None);
+    let timeline = api.ok("/api/v1/sagas/skewed/timeline").await;
+    let events = timeline["events"].as_array().expect("events");
+    let id = |n: usize| saga.events[n].event_id.to_string();
+    let entry = |n: usize| {
+        events
+            .iter()
+            .find(|e| e["event_id"] == id(n))
+            .unwrap_or_else(|| panic!("event {n} in {timeline}"))
+    };
+    for compensation in [4, 5] {
+        assert_eq!(entry(compensation)["triggered_by"], id(3), "{timeline}");
+        assert_eq!(
+            entry(compensation)["cause_idempotency_key"],
+            failure_2.as_str()
+        );
+    }
+    assert_eq!(
+        entry(3)["triggered_compensations"],
+        serde_json::json!([id(4), id(5)])
+    );
+    assert!(
+        entry(2).get("triggered_compensations").is_none(),
+        "{timeline}"
+    );
+    // the timeline is in recordedAt order: the compensation is listed before the failure it answers
+    let position = |n: usize| events.iter().position(|e| e["event_id"] == id(n));
+    assert!(position(4) < position(3), "{timeline}");
+    assert_eq!(
+        api.ok("/api/v1/sagas/skewed").await["status"],
+        "COMPENSATED"
+    );
+    service.shutdown().await;
+}
