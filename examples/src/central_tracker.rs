@@ -7,6 +7,7 @@
 //! (unless `--keep-tracker-data`).
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,12 @@ const METRICS_REFRESH_WAIT: Duration = Duration::from_secs(10);
 /// How long one API request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the service listens without `--serve` and `--listen`: an ephemeral port.
+pub const EPHEMERAL_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+/// Where the service listens with `--serve` and without `--listen`: a fixed port, so the printed URLs can be
+/// bookmarked.
+pub const SERVE_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
 /// `--with-tracker` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerOptions {
@@ -43,6 +50,10 @@ pub struct TrackerOptions {
     pub keep_data: bool,
     /// The service's `--stuck-after-minutes` (0: every saga not terminal counts as stuck at once).
     pub stuck_after_minutes: u32,
+    /// Where the service's HTTP API listens (`--listen`).
+    pub listen: SocketAddr,
+    /// Keep the service up after the report until Ctrl-C (`--serve`).
+    pub serve: bool,
 }
 
 impl Default for TrackerOptions {
@@ -51,6 +62,8 @@ impl Default for TrackerOptions {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             keep_data: false,
             stuck_after_minutes: 15,
+            listen: EPHEMERAL_LISTEN,
+            serve: false,
         }
     }
 }
@@ -97,7 +110,7 @@ impl InProcessTracker {
         config.topic = TRACKER_TOPIC.to_owned();
         config.group_id = group;
         config.assignment = Assignment::AssignAll;
-        config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.listen = options.listen;
         config.batch_linger_ms = 20;
         config.stats_interval_ms = 1000;
         config.metrics_refresh_ms = 200;
@@ -229,7 +242,39 @@ impl InProcessTracker {
             stats,
             metrics_lines: headline_metrics(&metrics),
             kept: false,
+            serving: false,
         })
+    }
+
+    /// What `--serve` prints: where the console, the REST API, GraphQL and the metrics are.
+    pub fn urls(&self) -> Vec<(&'static str, String)> {
+        let base = &self.base_url;
+        vec![
+            ("console", format!("{base}/ui")),
+            ("REST", format!("{base}/api/v1/sagas")),
+            (
+                "GraphQL",
+                format!("{base}{}", saga_tracker_service::graphql::PATH),
+            ),
+            ("metrics", format!("{base}/metrics")),
+        ]
+    }
+
+    /// `--serve`: prints [`urls`](Self::urls) to stdout and waits for SIGINT (Ctrl-C) or SIGTERM. The signal
+    /// handlers are installed before the URLs are printed, so a signal sent on reading them stops the demo
+    /// cleanly.
+    pub async fn serve_until_signal(&self) -> Result<(), DemoError> {
+        let stop = signal::Stop::install()
+            .map_err(|e| DemoError::Internal(format!("cannot listen for Ctrl-C: {e}")))?;
+        println!(
+            "Tracker service serving until Ctrl-C (schema {}):",
+            self.schema
+        );
+        for (name, url) in self.urls() {
+            println!("  {name:<8} {url}");
+        }
+        stop.wait().await;
+        Ok(())
     }
 
     /// Stops consuming and serving, then drops the schema unless `keep_data`. Returns whether it was kept.
@@ -243,6 +288,48 @@ impl InProcessTracker {
         store.drop_schema().await.map(|_| false).map_err(|e| {
             DemoError::TrackerService(format!("cannot drop schema {}: {e}", self.schema))
         })
+    }
+}
+
+mod signal {
+    //! SIGINT or SIGTERM, listened for from the moment [`Stop::install`] returns.
+
+    /// Installed signal listeners.
+    pub struct Stop {
+        #[cfg(unix)]
+        interrupt: tokio::signal::unix::Signal,
+        #[cfg(unix)]
+        terminate: tokio::signal::unix::Signal,
+    }
+
+    impl Stop {
+        /// Installs the listeners.
+        pub fn install() -> std::io::Result<Stop> {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{SignalKind, signal};
+                Ok(Stop {
+                    interrupt: signal(SignalKind::interrupt())?,
+                    terminate: signal(SignalKind::terminate())?,
+                })
+            }
+            #[cfg(not(unix))]
+            Ok(Stop {})
+        }
+
+        /// Waits for either signal.
+        pub async fn wait(mut self) {
+            #[cfg(unix)]
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = &mut self;
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
 }
 

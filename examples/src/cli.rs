@@ -1,5 +1,6 @@
 //! The command line of `order-saga-demo` and the validated [`DemoConfig`] it turns into.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,6 +89,15 @@ pub struct Args {
         value_name = "MINUTES"
     )]
     pub stuck_after_minutes: u32,
+    /// After the report, keep the tracker service up until Ctrl-C (SIGINT or SIGTERM) and print its URLs: the
+    /// console (`/ui`), the REST API and GraphQL.
+    #[arg(long, requires = "with_tracker")]
+    pub serve: bool,
+
+    /// Where the tracker service of --with-tracker listens. Default: 127.0.0.1:8080 with --serve (a URL to
+    /// bookmark), an ephemeral port otherwise; `127.0.0.1:0` picks a free port with --serve too.
+    #[arg(long, requires = "with_tracker", value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Which part of the system a process runs.
@@ -302,6 +312,12 @@ impl TryFrom<Args> for DemoConfig {
                 database_url: args.database_url,
                 keep_data: args.keep_tracker_data,
                 stuck_after_minutes: args.stuck_after_minutes,
+                listen: args.listen.unwrap_or(if args.serve {
+                    crate::central_tracker::SERVE_LISTEN
+                } else {
+                    crate::central_tracker::EPHEMERAL_LISTEN
+                }),
+                serve: args.serve,
             }),
             hang_sagas: args.hang_sagas,
         };
@@ -395,8 +411,24 @@ mod tests {
                 database_url: "postgres://u@db/x".into(),
                 keep_data: true,
                 stuck_after_minutes: 15,
+                ..TrackerOptions::default()
             })
         );
+        let serve = parse(&["--with-tracker", "--serve"]).expect("ok");
+        let tracker = serve.tracker.expect("tracker");
+        assert!(tracker.serve);
+        assert_eq!(tracker.listen, crate::central_tracker::SERVE_LISTEN);
+        let tracker = parse(&["--with-tracker", "--serve", "--listen", "0.0.0.0:9000"])
+            .expect("ok")
+            .tracker
+            .expect("tracker");
+        assert_eq!(tracker.listen.to_string(), "0.0.0.0:9000");
+        assert!(
+            parse(&["--serve"])
+                .expect_err("needs --with-tracker")
+                .contains("--with-tracker")
+        );
+        assert!(parse(&["--with-tracker", "--listen", "nowhere"]).is_err());
     }
 
     #[test]

@@ -147,6 +147,7 @@ async fn run_with(
         _ => None,
     };
     let keep_data = config.tracker.as_ref().is_some_and(|t| t.keep_data);
+    let serve = config.tracker.as_ref().is_some_and(|t| t.serve);
     let outcome = run_services(
         config,
         &kafka,
@@ -159,7 +160,27 @@ async fn run_with(
     let Some(central) = central else {
         return outcome;
     };
+    let mut outcome = outcome;
+    // `--serve`: the report now, then the service until Ctrl-C (the binary does not print the report again)
+    if serve
+        && let Ok(DemoOutcome::Report(report)) = &mut outcome
+        && let Some(tracker) = &mut report.tracker
+    {
+        tracker.serving = true;
+        tracker.kept = keep_data;
+        print!("{}", report.render());
+        if let Err(e) = central.serve_until_signal().await {
+            eprintln!("error: {e}");
+        }
+    }
+    let schema = central.schema().to_owned();
     let stopped = central.stop(keep_data).await;
+    if serve && let Ok(kept) = &stopped {
+        println!(
+            "Tracker service stopped; schema {schema} {}.",
+            if *kept { "kept" } else { "dropped" }
+        );
+    }
     let mut outcome = outcome?;
     let kept = stopped?;
     if let DemoOutcome::Report(report) = &mut outcome

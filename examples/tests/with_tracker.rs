@@ -44,6 +44,7 @@ fn run_with_tracker_and(
             database_url: database_url(),
             keep_data,
             stuck_after_minutes,
+            ..TrackerOptions::default()
         }),
         hang_sagas,
         ..DemoConfig::default()

@@ -122,6 +122,10 @@ pub struct Config {
     /// StatefulSet). A replica restarted under the same name gets its partitions back without a rebalance.
     #[arg(long, env = "TRACKER_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
+    /// The operator console links a trace id to this URL, `{traceId}` replaced by the id (e.g.
+    /// `https://tempo.example/trace/{traceId}`); `http://` or `https://` only. Unset: trace ids are plain text.
+    #[arg(long, env = "TRACKER_TRACE_URL_TEMPLATE")]
+    pub trace_url_template: Option<String>,
 }
 
 /// The secret flags, for [`secrets_on_command_line`].
@@ -205,6 +209,7 @@ impl Config {
             stall_after_seconds: 60,
             ingest_lanes: 2,
             group_instance_id: None,
+            trace_url_template: None,
         }
     }
 
@@ -301,6 +306,9 @@ impl Config {
             return Err(ConfigError::Empty("metrics refresh interval"));
         }
         self.known_schemas()?;
+        if let Some(template) = &self.trace_url_template {
+            crate::console::check_trace_template(template).map_err(ConfigError::TraceTemplate)?;
+        }
         Ok(())
     }
 }
@@ -370,6 +378,9 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A `--trace-url-template` the console cannot use.
+    #[error("--trace-url-template: {0}")]
+    TraceTemplate(&'static str),
 }
 
 #[cfg(test)]
@@ -507,5 +518,18 @@ mod tests {
             Config::try_parse_from(["svc", "--database-url", "x", "--kafka-property", "novalue"])
                 .is_err()
         );
+        let c = Config::try_parse_from([
+            "svc",
+            "--database-url",
+            "x",
+            "--trace-url-template",
+            "https://tempo.example/trace/{traceId}",
+        ])
+        .expect("parses");
+        assert_eq!(
+            c.trace_url_template.as_deref(),
+            Some("https://tempo.example/trace/{traceId}")
+        );
+        assert!(c.validate().is_ok());
     }
 }

@@ -18,12 +18,14 @@
 //! ```
 //!
 //! Modules: [`config`] (flags and environment), [`db`] (migrations, store, state derivation, timeline),
-//! [`ingest`] (consumer, DLQ, validation), [`api`] (routes, errors, auth, OpenAPI), [`metrics`], [`ops`]
+//! [`ingest`] (consumer, DLQ, validation), [`api`] (routes, errors, auth, OpenAPI), [`graphql`] (`/api/graphql`), [`metrics`], [`ops`]
 //! (the operations subcommands: archive, restore, replay, DLQ re-drive, topics, reconcile).
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod db;
+pub mod graphql;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;

@@ -117,7 +117,10 @@ impl Service {
             metrics_token: metrics_token.as_deref().map(Arc::from),
             stuck_after: config.stuck_after(),
         };
-        let app = api::router(state);
+        let console = crate::console::ConsoleConfig {
+            trace_url_template: config.trace_url_template.clone(),
+        };
+        let app = api::router(state).merge(crate::console::router(console));
         let mut http_stop = stopped;
         let http = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -162,6 +162,26 @@ async fn ingest_and_query_every_endpoint() {
         walked,
         vec!["saga-running", "saga-compfail", "saga-comp", "saga-ok"]
     );
+    // the console's search box: saga id, order id or trace id
+    assert_eq!(ids(&ok("/api/v1/search?q=saga-ok").await), vec!["saga-ok"]);
+    assert_eq!(
+        ids(&ok("/api/v1/search?q=order-saga-comp").await),
+        vec!["saga-comp"]
+    );
+    assert_eq!(
+        ids(&ok("/api/v1/search?q=4bf92f3577b34da6a3ce929d0e0e4736").await),
+        vec!["saga-running", "saga-compfail", "saga-comp", "saga-ok"]
+    );
+    assert_eq!(
+        ids(&ok("/api/v1/search?q=nothing").await),
+        Vec::<String>::new()
+    );
+    // the console's overview: these events are from 2024, outside any window
+    let overview = ok("/api/v1/overview?minutes=1440").await;
+    assert_eq!(overview["bucket_seconds"], 1440);
+    assert_eq!(overview["buckets"], serde_json::json!([]));
+    assert_eq!(overview["slowest_steps"], serde_json::json!([]));
+    assert_eq!(ok("/api/v1/overview").await["bucket_seconds"], 60);
     let stats = ok("/api/v1/stats").await;
     assert_eq!(ok("/healthz").await["status"], "ok");
     assert_eq!(ok("/livez").await["status"], "ok");
@@ -182,6 +202,20 @@ async fn ingest_and_query_every_endpoint() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"], "bad_request");
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    for bad in [
+        "/api/v1/overview?minutes=0",
+        "/api/v1/overview?minutes=1441",
+        "/api/v1/overview?minutes=x",
+        "/api/v1/overview?window=5",
+        "/api/v1/search",
+        "/api/v1/search?q=",
+        "/api/v1/search?q=a%00b",
+        "/api/v1/search?q=a&limit=5",
+    ] {
+        let (status, body) = checked.json(&api, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "bad_request");
     }
     for unknown in ["/api/v1/sagas/nope", "/api/v1/sagas/nope/timeline"] {
         let (status, body) = checked.json(&api, unknown).await;
@@ -273,6 +307,8 @@ async fn token_protects_the_api_but_not_health_and_metrics() {
         "/api/v1/sagas/saga-ok/timeline",
         "/api/v1/stats",
         "/api/v1/openapi.json",
+        "/api/v1/overview",
+        "/api/v1/search?q=saga-ok",
     ] {
         let (status, body) = anonymous.json(path).await;
         assert_eq!(status, 401, "{path}");
@@ -282,6 +318,48 @@ async fn token_protects_the_api_but_not_health_and_metrics() {
     }
     assert_eq!(anonymous.get("/healthz").await.0, 200);
     assert_eq!(anonymous.get("/metrics").await.0, 200);
+    // the console's files are public (they hold no data); `/` leads to them
+    let (status, page) = anonymous.get("/ui/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<script type=\"module\" src=\"app.js\">"),
+        "{page}"
+    );
+    let (status, content_type, config) = anonymous.get_typed("/ui/config.json").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let config: Value = serde_json::from_str(&config).expect("json");
+    assert_eq!(config["traceUrlTemplate"], Value::Null);
+    assert!(
+        config["terminalStates"]
+            .as_array()
+            .is_some_and(|s| s.contains(&"COMPENSATED".into()))
+    );
+    assert_eq!(anonymous.get("/ui/nope.js").await.0, 404);
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for from in ["/", "/ui"] {
+        let r = plain
+            .get(format!("{}{from}", anonymous.base))
+            .send()
+            .await
+            .expect("GET");
+        assert!(r.status().is_redirection(), "{from}: {}", r.status());
+        assert_eq!(r.headers()["location"], "/ui/", "{from}");
+    }
+    let r = plain
+        .get(format!("{}/ui/", anonymous.base))
+        .send()
+        .await
+        .expect("GET /ui/");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     service.shutdown().await;
 }
 

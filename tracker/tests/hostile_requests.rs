@@ -50,6 +50,10 @@ async fn bad_requests_are_json_400s_before_the_database() {
         "/api/v1/sagas/saga%00one/timeline".to_owned(),
         "/api/v1/sagas/%FF%FE".to_owned(),
         "/api/v1/sagas/%FF/timeline".to_owned(),
+        "/api/v1/search?q=%00".to_owned(),
+        "/api/v1/search?q=a&q=b".to_owned(),
+        "/api/v1/overview?minutes=-1".to_owned(),
+        "/api/v1/overview?minutes=99999999999".to_owned(),
     ] {
         let (status, body) = checked.json(&api, &bad).await;
         assert_eq!(status, 400, "{bad}: {body}");

@@ -16,6 +16,19 @@ async fn invalid_configuration_is_refused() {
         matches!(err, StartError::Config(ConfigError::DlqIsSource(_))),
         "{err}"
     );
+    // a trace link template that is not an http(s) URL with {traceId} (the console would link to it)
+    for template in [
+        "javascript:alert(1)//{traceId}",
+        "https://tempo.example/trace/",
+    ] {
+        let mut config = kafka.config(&db, "startup-test");
+        config.trace_url_template = Some(template.into());
+        let err = Service::start(config).await.expect_err("refused");
+        assert!(
+            matches!(err, StartError::Config(ConfigError::TraceTemplate(_))),
+            "{template}: {err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
     let outcome = DemoConfig::try_from(args).and_then(saga_tracker_examples::run);
     match outcome {
         Ok(DemoOutcome::Report(report)) => {
-            print!("{}", report.render());
+            // with --serve, the report was printed before serving
+            if !report.tracker.as_ref().is_some_and(|t| t.serving) {
+                print!("{}", report.render());
+            }
             ExitCode::from(report.exit_code())
         }
         Ok(DemoOutcome::Served(served)) => {

@@ -31,6 +31,8 @@ pub struct TrackerReport {
     pub metrics_lines: Vec<String>,
     /// Whether the schema was kept (`--keep-tracker-data`) rather than dropped.
     pub kept: bool,
+    /// Whether the service keeps serving after the report (`--serve`).
+    pub serving: bool,
 }
 
 impl TrackerReport {
@@ -134,7 +136,14 @@ impl TrackerReport {
         for line in &self.metrics_lines {
             let _ = writeln!(out, "  {line}");
         }
-        if self.kept {
+        if self.serving {
+            let _ = writeln!(
+                out,
+                "Tracker service still serving (--serve); schema {} is {} when it stops.",
+                self.schema,
+                if self.kept { "kept" } else { "dropped" }
+            );
+        } else if self.kept {
             let _ = writeln!(
                 out,
                 "Tracker data kept in schema {} (--keep-tracker-data); the service has stopped.",

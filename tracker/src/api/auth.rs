@@ -20,6 +20,13 @@ pub async fn require_token(
     Ok(next.run(request).await)
 }
 
+impl AppState {
+    /// `Ok` when no API token is configured or the request carries it (the REST routes and `/api/graphql`).
+    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        check(headers, self.token.as_deref())
+    }
+}
+
 /// `Ok` when no token is configured or the request carries it.
 pub fn check(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
     let Some(expected) = expected else {

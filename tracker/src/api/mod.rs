@@ -3,6 +3,7 @@
 //! `/metrics` needs `Authorization: Bearer`; `/metrics` needs its own `--metrics-token` when that is set.
 
 mod auth;
+mod console_routes;
 pub mod error;
 mod extract;
 pub mod model;
@@ -38,9 +39,13 @@ pub mod paths {
     pub const STATS: &str = "/api/v1/stats";
     /// This API's OpenAPI document.
     pub const OPENAPI: &str = "/api/v1/openapi.json";
+    /// Activity over time and the slowest steps (the console's overview).
+    pub const OVERVIEW: &str = "/api/v1/overview";
+    /// Sagas by saga id, order id or trace id (the console's search box).
+    pub const SEARCH: &str = "/api/v1/search";
     /// Every route (all are `GET`).
-    pub const ALL: [&str; 9] = [
-        HEALTHZ, METRICS, SAGAS, SAGA, TIMELINE, STATS, OPENAPI, LIVEZ, READYZ,
+    pub const ALL: [&str; 11] = [
+        HEALTHZ, METRICS, SAGAS, SAGA, TIMELINE, STATS, OPENAPI, LIVEZ, READYZ, OVERVIEW, SEARCH,
     ];
 }
 
@@ -66,6 +71,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SAGA, get(routes::get_saga))
         .route(paths::TIMELINE, get(routes::timeline))
         .route(paths::STATS, get(routes::stats))
+        .route(paths::OVERVIEW, get(console_routes::overview))
+        .route(paths::SEARCH, get(console_routes::search))
         .route(paths::OPENAPI, get(routes::openapi))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -77,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::READYZ, get(routes::readyz))
         .route(paths::METRICS, get(routes::metrics))
         .merge(api)
+        .merge(crate::graphql::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)

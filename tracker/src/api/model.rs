@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 pub use crate::db::model::{EventRow, SagaRow, SagaState};
+pub use crate::db::overview::{Bucket, Overview, StepLatency};
 pub use crate::db::timeline::TimelineEntry;
 pub use crate::db::{Cursor, SagaPage};
 pub use saga_tracker_core::StepStatus;
@@ -31,8 +32,10 @@ pub struct Timeline {
     pub events: Vec<TimelineEntry>,
 }
 
-/// `GET /api/v1/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// `GET /api/v1/stats`; GraphQL `stats`.
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject,
+)]
 pub struct Stats {
     /// Sagas stored.
     pub sagas_total: i64,
@@ -102,14 +105,17 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// The query of `GET /api/v1/sagas`. An unknown parameter is a 400.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, IntoParams)]
+/// The query of `GET /api/v1/sagas`. An unknown parameter is a 400. GraphQL input `SagaFilter` of `sagas` (whose
+/// `after` and `first` are `cursor` and `limit`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, IntoParams, async_graphql::InputObject)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+#[graphql(name = "SagaFilter")]
 pub struct SagaQuery {
     /// Saga type.
     #[serde(rename = "type")]
     #[param(rename = "type", min_length = 1, pattern = "^[^\\u0000]*$")]
+    #[graphql(name = "type")]
     pub saga_type: Option<String>,
     /// Derived state (case-insensitive).
     #[param(inline)]
@@ -125,9 +131,11 @@ pub struct SagaQuery {
     /// Started before (RFC 3339); before `from` gives an empty page.
     pub to: Option<DateTime<Utc>>,
     /// `next_cursor` of the previous page; empty = the first page.
+    #[graphql(skip)]
     #[param(pattern = "^(-?[0-9]{1,17}_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500.
+    #[graphql(skip)]
     #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
 }
@@ -209,6 +217,42 @@ impl SagaQuery {
             limit,
         })
     }
+}
+
+/// The query of `GET /api/v1/overview`. An unknown parameter is a 400.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OverviewQuery {
+    /// The window: events recorded in the last `minutes` minutes, 1 to 1440, in 60 buckets.
+    #[param(minimum = 1, maximum = 1440, default = 60)]
+    pub minutes: Option<u32>,
+}
+
+/// The longest overview window, minutes (a day).
+pub const MAX_OVERVIEW_MINUTES: u32 = 1440;
+
+impl OverviewQuery {
+    /// The window in minutes (default 60); outside 1 to [`MAX_OVERVIEW_MINUTES`] is a 400.
+    pub fn minutes(&self) -> Result<u32, Invalid> {
+        match self.minutes {
+            None => Ok(60),
+            Some(n) if (1..=MAX_OVERVIEW_MINUTES).contains(&n) => Ok(n),
+            Some(n) => Err(Invalid(format!(
+                "`minutes`: {n} is not between 1 and {MAX_OVERVIEW_MINUTES}"
+            ))),
+        }
+    }
+}
+
+/// The query of `GET /api/v1/search`. An unknown parameter is a 400.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// A saga id, an order id or a trace id (exact match).
+    #[param(min_length = 1, pattern = "^[^\\u0000]*$")]
+    pub q: String,
 }
 
 #[cfg(test)]

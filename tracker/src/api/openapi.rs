@@ -7,10 +7,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model::{
-    ErrorBody, ErrorCode, EventRow, Health, SagaPage, SagaRow, SagaState, Stats, Timeline,
-    TimelineEntry, Unavailable,
+    Bucket, ErrorBody, ErrorCode, EventRow, Health, Overview, SagaPage, SagaRow, SagaState, Stats,
+    StepLatency, Timeline, TimelineEntry, Unavailable,
 };
-use super::routes;
+use super::{console_routes, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,10 +27,13 @@ use super::routes;
         routes::get_saga,
         routes::timeline,
         routes::stats,
-        routes::openapi
+        routes::openapi,
+        console_routes::overview,
+        console_routes::search
     ),
     components(schemas(
-        ErrorBody, ErrorCode, Health, Unavailable, SagaState, SagaRow, EventRow, TimelineEntry, Timeline, SagaPage, Stats
+        ErrorBody, ErrorCode, Health, Unavailable, SagaState, SagaRow, EventRow, TimelineEntry, Timeline, SagaPage, Stats,
+        Overview, Bucket, StepLatency
     )),
     modifiers(&BearerScheme)
 )]

@@ -170,21 +170,28 @@ pub async fn list_sagas(
         (status = 503, description = "Database unavailable.", body = ErrorBody),
     ))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    let by_state = state.store.sagas_by_state().await?;
-    Ok(Json(Stats {
-        sagas_total: by_state.values().sum(),
-        sagas_by_status: SagaState::ALL
-            .into_iter()
-            .map(|s| (s, by_state.get(&s).copied().unwrap_or(0)))
-            .collect(),
-        events_total: state.store.event_count().await?,
-        stuck_sagas: state.store.stuck_sagas(state.stuck_after).await?,
-        stuck_after_seconds: state.stuck_after.as_secs(),
-        ingested_since_start: state.metrics.ingested_total(),
-        duplicates_since_start: state.metrics.duplicate_total(),
-        dlq_since_start: state.metrics.dlq_total(),
-        consumer_lag: state.metrics.total_lag(),
-    }))
+    Ok(Json(state.stats().await?))
+}
+
+impl AppState {
+    /// The totals `/api/v1/stats` and GraphQL's `stats` serve.
+    pub async fn stats(&self) -> Result<Stats, sqlx::Error> {
+        let by_state = self.store.sagas_by_state().await?;
+        Ok(Stats {
+            sagas_total: by_state.values().sum(),
+            sagas_by_status: SagaState::ALL
+                .into_iter()
+                .map(|s| (s, by_state.get(&s).copied().unwrap_or(0)))
+                .collect(),
+            events_total: self.store.event_count().await?,
+            stuck_sagas: self.store.stuck_sagas(self.stuck_after).await?,
+            stuck_after_seconds: self.stuck_after.as_secs(),
+            ingested_since_start: self.metrics.ingested_total(),
+            duplicates_since_start: self.metrics.duplicate_total(),
+            dlq_since_start: self.metrics.dlq_total(),
+            consumer_lag: self.metrics.total_lag(),
+        })
+    }
 }
 
 /// This document (OpenAPI 3.1).

@@ -2,6 +2,7 @@
 
 pub mod failure;
 pub mod model;
+pub mod overview;
 pub mod state;
 pub mod statistics;
 mod store;

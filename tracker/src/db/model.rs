@@ -17,7 +17,7 @@ macro_rules! saga_states {
     ($( $(#[$doc:meta])* $variant:ident = $wire:literal, terminal: $terminal:literal; )*) => {
         /// The derived state of one saga. Declared by one table (`saga_states!` in `db/model.rs`): each state's
         /// wire name and whether it is terminal, so a new state is one line.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema, async_graphql::Enum)]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum SagaState {
             $( $(#[$doc])* $variant, )*
@@ -144,8 +144,18 @@ pub fn step_status_schema() -> utoipa::openapi::schema::Object {
         .build()
 }
 
-/// One stored event (a row of `saga_events`), as the API serves it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+/// One stored event (a row of `saga_events`), as the API serves it; in GraphQL, the fields of `TimelineEvent`.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    sqlx::FromRow,
+    ToSchema,
+    async_graphql::SimpleObject,
+)]
+#[graphql(name = "Event", complex)]
 pub struct EventRow {
     /// The event's unique id.
     pub event_id: Uuid,
@@ -160,6 +170,7 @@ pub struct EventRow {
     /// The step status symbol, e.g. `FAILED`.
     #[sqlx(try_from = "StoredStepStatus")]
     #[schema(schema_with = step_status_schema)]
+    #[graphql(skip)]
     pub status: StepStatus,
     /// Which attempt of the step.
     pub attempt: i32,
@@ -196,8 +207,19 @@ pub struct EventRow {
     pub cause_idempotency_key: Option<String>,
 }
 
-/// The derived summary of one saga (a row of `sagas`), as the API serves it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+/// The derived summary of one saga (a row of `sagas`), as the API serves it; GraphQL type `Saga`, with its
+/// `events` and `links`.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    sqlx::FromRow,
+    ToSchema,
+    async_graphql::SimpleObject,
+)]
+#[graphql(name = "Saga", complex)]
 pub struct SagaRow {
     /// The saga instance.
     pub saga_id: String,

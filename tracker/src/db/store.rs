@@ -298,6 +298,15 @@ impl Store {
             .await
     }
 
+    /// The events of several sagas at once, unordered (GraphQL loads the timelines of a page's sagas with one
+    /// query).
+    pub async fn events_of(&self, saga_ids: &[String]) -> Result<Vec<EventRow>, sqlx::Error> {
+        sqlx::query_as("SELECT * FROM saga_events WHERE saga_id = ANY($1)")
+            .bind(saga_ids)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// A page of sagas, newest first, with keyset pagination.
     pub async fn list(&self, filter: &SagaFilter) -> Result<SagaPage, sqlx::Error> {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM sagas WHERE TRUE");

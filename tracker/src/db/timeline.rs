@@ -13,11 +13,15 @@ use uuid::Uuid;
 
 use super::model::EventRow;
 
-/// One event of a timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// One event of a timeline (GraphQL: `TimelineEvent`, the event's fields flattened as in JSON).
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject,
+)]
+#[graphql(name = "TimelineEvent")]
 pub struct TimelineEntry {
     /// The stored event.
     #[serde(flatten)]
+    #[graphql(flatten)]
     pub event: EventRow,
     /// On a compensation event: the failure that triggered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
