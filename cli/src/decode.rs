@@ -7,6 +7,9 @@
 //!   `kcat -f '%s\n'` writes them). A message ends where its Avro datum ends. After an undecodable message,
 //!   decoding resumes at the next `C3 01` + v1-fingerprint header.
 //!
+//! * **Confluent framing** (`00` + 4-byte schema id + datum), with `--registry-schema-ids 17=1,18=2`: a hex line,
+//!   or a raw input holding one message; the id picks the writer's schema version, as in the tracker service.
+//!
 //! Every event goes to stdout as one JSON line; every undecodable message prints its position and the reason
 //! on stderr, and decoding continues.
 
@@ -14,7 +17,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use saga_tracker_core::SagaEvent;
-use saga_tracker_core::codec::{self, DecodeError, SINGLE_OBJECT_HEADER_LEN};
+use saga_tracker_core::codec::{
+    self, DecodeError, KnownSchemas, RegistryIds, SINGLE_OBJECT_HEADER_LEN,
+};
 use saga_tracker_core::schema::{SINGLE_OBJECT_MAGIC, VERSIONS};
 
 use crate::error::CliError;
@@ -38,7 +43,13 @@ pub fn looks_like_hex(input: &[u8]) -> bool {
 }
 
 /// Decodes hex lines: one message per non-empty line.
+#[cfg(test)]
 pub fn decode_hex_lines(input: &[u8]) -> Vec<Decoded> {
+    decode_hex_lines_with(input, &KnownSchemas::all())
+}
+
+/// Decodes hex lines with `schemas` (its registry ids decode Confluent-framed lines).
+pub fn decode_hex_lines_with(input: &[u8], schemas: &KnownSchemas) -> Vec<Decoded> {
     let text = String::from_utf8_lossy(input);
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -48,7 +59,7 @@ pub fn decode_hex_lines(input: &[u8]) -> Vec<Decoded> {
             continue;
         }
         let result = match hex::decode(compact) {
-            Ok(bytes) => codec::decode(&bytes).map_err(|e| e.to_string()),
+            Ok(bytes) => schemas.decode(&bytes).map_err(|e| e.to_string()),
             Err(e) => Err(format!("not hex: {e}")),
         };
         out.push(Decoded {
@@ -116,16 +127,34 @@ pub fn decode_raw(input: &[u8]) -> Vec<Decoded> {
 }
 
 /// Decodes `input` in the form `force_hex` or detection picks.
+#[cfg(test)]
 pub fn decode_input(input: &[u8], force_hex: bool) -> Vec<Decoded> {
+    decode_input_with(input, force_hex, &KnownSchemas::all())
+}
+
+/// [`decode_input`] with `schemas`: with registry ids, a raw input starting with `00` is one Confluent message.
+pub fn decode_input_with(input: &[u8], force_hex: bool, schemas: &KnownSchemas) -> Vec<Decoded> {
     if force_hex || looks_like_hex(input) {
-        decode_hex_lines(input)
+        decode_hex_lines_with(input, schemas)
+    } else if input.first() == Some(&0) && !schemas.registry_ids().is_empty() {
+        let message = input.strip_suffix(b"\n").unwrap_or(input);
+        vec![Decoded {
+            position: "message 1 at byte 0".into(),
+            result: schemas.decode(message).map_err(|e| e.to_string()),
+        }]
     } else {
         decode_raw(input)
     }
 }
 
 /// Reads `file` (stdin when `None` or `-`), prints events and reasons; `Ok(false)` when any message failed.
-pub fn run(force_hex: bool, file: Option<&Path>) -> Result<bool, CliError> {
+/// `registry_ids` decode Confluent-framed messages.
+pub fn run(
+    force_hex: bool,
+    file: Option<&Path>,
+    registry_ids: Option<RegistryIds>,
+) -> Result<bool, CliError> {
+    let schemas = KnownSchemas::all().with_registry_ids(registry_ids.unwrap_or_default())?;
     let input = match file {
         Some(path) if path != Path::new("-") => {
             std::fs::read(path).map_err(|e| CliError::read("input file", path, e))?
@@ -144,7 +173,7 @@ pub fn run(force_hex: bool, file: Option<&Path>) -> Result<bool, CliError> {
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
     let mut all_ok = true;
-    for decoded in decode_input(&input, force_hex) {
+    for decoded in decode_input_with(&input, force_hex, &schemas) {
         match decoded.result {
             Ok(event) => {
                 let json = serde_json::to_string(&event).map_err(|e| CliError::Io {
@@ -210,6 +239,27 @@ mod tests {
         assert!(looks_like_hex(b"c301ab\n"));
         assert!(!looks_like_hex(&sample()));
         assert!(!looks_like_hex(b"hello"));
+    }
+
+    #[test]
+    fn confluent_framing_decodes_by_registry_id() {
+        let event = saga_tracker_core::testing::sample_event();
+        let framed = codec::encode_framed(&event, codec::Framing::Confluent { schema_id: 18 });
+        let ids: RegistryIds = "17=1,18=2".parse().expect("ids");
+        let schemas = KnownSchemas::all().with_registry_ids(ids).expect("ids");
+        let mut unmapped = framed.clone();
+        unmapped[4] = 19;
+        let lines = format!("{}\n{}\n", hex::encode(&framed), hex::encode(&unmapped));
+        let decoded = decode_input_with(lines.as_bytes(), false, &schemas);
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].result.as_ref().ok(), Some(&event));
+        let err = decoded[1].result.as_ref().expect_err("unmapped");
+        assert!(err.contains("unknown schema registry id 19"), "{err}");
+        let raw = decode_input_with(&framed, false, &schemas);
+        assert_eq!(raw.len(), 1);
+        assert_eq!(raw[0].result.as_ref().ok(), Some(&event));
+        // without ids, Confluent framing is not read
+        assert!(decode_input(&framed, false)[0].result.is_err());
     }
 
     #[test]

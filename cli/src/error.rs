@@ -25,6 +25,9 @@ pub enum CliError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Schema registry ids the decoder cannot use.
+    #[error("--registry-schema-ids: {0}")]
+    Schemas(#[from] saga_tracker_core::codec::KnownSchemasError),
     /// Reading stdin or writing stdout failed.
     #[error("{context}: {source}")]
     Io {

@@ -46,6 +46,10 @@ enum Command {
         /// Read hex lines (one message per line) even if the input does not look like hex.
         #[arg(long)]
         hex: bool,
+        /// Decode Confluent framing (`00` + schema id) with these schema registry ids, `ID=VERSION` pairs
+        /// (`17=1,18=2`), as the tracker service's flag of the same name.
+        #[arg(long, env = "TRACKER_REGISTRY_SCHEMA_IDS")]
+        registry_schema_ids: Option<saga_tracker_core::codec::RegistryIds>,
         /// The input file; stdin when absent or `-`.
         file: Option<PathBuf>,
     },
@@ -89,7 +93,11 @@ fn main() -> ExitCode {
         Command::Schema {
             command: SchemaCommand::Check { schema, history },
         } => schema_check::run(&schema, &history),
-        Command::Decode { hex, file } => decode::run(hex, file.as_deref()),
+        Command::Decode {
+            hex,
+            file,
+            registry_schema_ids,
+        } => decode::run(hex, file.as_deref(), registry_schema_ids),
         #[cfg(feature = "outbox")]
         Command::Outbox { command } => outbox::run(command).map_err(error::CliError::Outbox),
     };

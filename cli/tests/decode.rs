@@ -176,3 +176,50 @@ fn a_missing_input_file_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn confluent_framed_v1_and_v2_hex_lines_decode_with_the_registry_id_map() {
+    // v1 bytes from the v1 golden vectors, v2 bytes from fastavro's v2 vectors, re-framed as Confluent.
+    let v1 = vectors();
+    let v1_hex = field(&field(&v1, "valid")[0], "single_object_hex")
+        .as_str()
+        .expect("hex")
+        .to_owned();
+    let v2_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/vectors/saga_tracker_v2.json"
+    );
+    let v2: Value =
+        serde_json::from_str(&std::fs::read_to_string(v2_path).expect("v2 vectors")).expect("JSON");
+    let v2_hex = field(&field(&v2, "valid")[0], "single_object_hex")
+        .as_str()
+        .expect("hex")
+        .to_owned();
+    // single-object header: 20 hex digits; Confluent: 00 + 4-byte id
+    let input = format!(
+        "00{:08x}{}\n00{:08x}{}\n00{:08x}{}\n",
+        17,
+        &v1_hex[20..],
+        18,
+        &v2_hex[20..],
+        19,
+        &v2_hex[20..]
+    );
+    let out = decode(&["--registry-schema-ids", "17=1,18=2"], input.as_bytes());
+    let events = json_lines(&out);
+    assert_eq!(events.len(), 2, "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3: unknown schema registry id 19; configured: 17=v1,18=v2"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // an id mapped to a version this build does not know is a usage error (before any input is read)
+    let bad = Command::new(env!("CARGO_BIN_EXE_saga-tracker"))
+        .args(["decode", "--registry-schema-ids", "17=9"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run saga-tracker");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("17 maps to v9"));
+}

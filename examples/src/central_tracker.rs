@@ -48,6 +48,8 @@ pub struct TrackerOptions {
     pub database_url: String,
     /// Keep the run's schema instead of dropping it at the end (`--keep-tracker-data`).
     pub keep_data: bool,
+    /// The service's `--stuck-after-minutes` (0: every saga not terminal counts as stuck at once).
+    pub stuck_after_minutes: u32,
     /// Where the service's HTTP API listens (`--listen`).
     pub listen: SocketAddr,
     /// Keep the service up after the report until Ctrl-C (`--serve`).
@@ -59,6 +61,7 @@ impl Default for TrackerOptions {
         TrackerOptions {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             keep_data: false,
+            stuck_after_minutes: 15,
             listen: EPHEMERAL_LISTEN,
             serve: false,
         }
@@ -111,6 +114,7 @@ impl InProcessTracker {
         config.batch_linger_ms = 20;
         config.stats_interval_ms = 1000;
         config.metrics_refresh_ms = 200;
+        config.stuck_after_minutes = options.stuck_after_minutes;
         config.kafka_properties = vec![("log_level".to_owned(), "3".to_owned())];
         let service = Service::start(config).await.map_err(|e| match e {
             StartError::Store(StoreError::Url(_) | StoreError::Connect(_)) => {
@@ -221,7 +225,9 @@ impl InProcessTracker {
         let deadline = Instant::now() + METRICS_REFRESH_WAIT;
         let metrics = loop {
             let metrics = self.get("/metrics").await?;
-            if sagas_in(&metrics) == stats.sagas_total || Instant::now() >= deadline {
+            let settled = sagas_in(&metrics) == stats.sagas_total
+                && stuck_in(&metrics) == Some(stats.stuck_sagas);
+            if settled || Instant::now() >= deadline {
                 break metrics;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -233,6 +239,7 @@ impl InProcessTracker {
             ingest_wait,
             saga,
             timeline: timeline.events,
+            stats,
             metrics_lines: headline_metrics(&metrics),
             kept: false,
             serving: false,
@@ -383,9 +390,18 @@ fn sagas_in(text: &str) -> i64 {
         .sum()
 }
 
-/// The `/metrics` lines a person looks at first: events ingested (and their total) and sagas per state.
+/// The `saga_tracker_stuck_sagas` gauge.
+fn stuck_in(text: &str) -> Option<i64> {
+    use saga_tracker_service::metrics::STUCK_SAGAS;
+    text.lines()
+        .find_map(|l| l.strip_prefix(STUCK_SAGAS)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as i64)
+}
+
+/// The `/metrics` lines a person looks at first: events ingested (and their total), sagas per state, stuck sagas.
 fn headline_metrics(text: &str) -> Vec<String> {
-    use saga_tracker_service::metrics::{EVENTS_INGESTED, SAGAS};
+    use saga_tracker_service::metrics::{EVENTS_INGESTED, SAGAS, STUCK_SAGAS};
     let value = |line: &str| {
         line.rsplit_once(' ')
             .and_then(|(_, v)| v.trim().parse::<f64>().ok())
@@ -406,6 +422,14 @@ fn headline_metrics(text: &str) -> Vec<String> {
         text.lines()
             .filter(|l| l.starts_with(&format!("{SAGAS}{{")))
             .filter(|l| value(l).is_some_and(|v| v > 0.0))
+            .map(str::to_owned),
+    );
+    lines.extend(
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(STUCK_SAGAS)
+                    .is_some_and(|rest| rest.starts_with(' '))
+            })
             .map(str::to_owned),
     );
     lines

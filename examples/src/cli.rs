@@ -77,6 +77,20 @@ pub struct Args {
     #[arg(long, requires = "with_tracker")]
     pub keep_tracker_data: bool,
 
+    /// Leave N of the sagas planned to complete hanging between two steps: reserve_stock succeeds and
+    /// charge_payment is never sent. With --with-tracker they show as stuck once --stuck-after-minutes passed.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub hang_sagas: u32,
+
+    /// For --with-tracker: a saga not terminal and silent this long counts as stuck (0: at once, to see the
+    /// hanging sagas of --hang-sagas in the report).
+    #[arg(
+        long,
+        default_value_t = 15,
+        requires = "with_tracker",
+        value_name = "MINUTES"
+    )]
+    pub stuck_after_minutes: u32,
     /// After the report, keep the tracker service up until Ctrl-C (SIGINT or SIGTERM) and print its URLs: the
     /// console (`/ui`), the REST API and GraphQL.
     #[arg(long, requires = "with_tracker")]
@@ -208,6 +222,8 @@ pub struct DemoConfig {
     pub tracker: Option<TrackerOptions>,
     /// `--outbox`: the services on PostgreSQL tables, their events through the transactional outbox.
     pub outbox: Option<OutboxOptions>,
+    /// `--hang-sagas`: sagas left hanging after `reserve_stock` (taken from those planned to complete).
+    pub hang_sagas: u32,
 }
 
 impl Default for DemoConfig {
@@ -225,6 +241,7 @@ impl Default for DemoConfig {
             progress: true,
             tracker: None,
             outbox: None,
+            hang_sagas: 0,
         }
     }
 }
@@ -241,6 +258,13 @@ impl DemoConfig {
         }
         if let Err(e) = check_share(self.compensation_failure_rate) {
             return invalid(format!("--compensation-failure-rate: {e}"));
+        }
+        let completing = self.sagas as usize - self.failing_sagas();
+        if self.hang_sagas as usize > completing {
+            return invalid(format!(
+                "--hang-sagas {}: only {completing} of the {} sagas are planned to complete (the others fail at payment)",
+                self.hang_sagas, self.sagas
+            ));
         }
         if self.concurrency == 0 {
             return invalid("--concurrency must be at least 1".into());
@@ -285,6 +309,14 @@ impl DemoConfig {
     }
 }
 
+impl DemoConfig {
+    /// How many sagas fail at payment: `round(sagas × failure_rate)`.
+    pub fn failing_sagas(&self) -> usize {
+        let n = self.sagas as usize;
+        (((n as f64) * self.failure_rate).round() as usize).min(n)
+    }
+}
+
 impl TryFrom<Args> for DemoConfig {
     type Error = DemoError;
 
@@ -305,6 +337,7 @@ impl TryFrom<Args> for DemoConfig {
             tracker: args.with_tracker.then(|| TrackerOptions {
                 database_url: args.database_url.clone(),
                 keep_data: args.keep_tracker_data,
+                stuck_after_minutes: args.stuck_after_minutes,
                 listen: args.listen.unwrap_or(if args.serve {
                     crate::central_tracker::SERVE_LISTEN
                 } else {
@@ -316,6 +349,7 @@ impl TryFrom<Args> for DemoConfig {
                 database_url: args.database_url.clone(),
                 keep_data: args.keep_outbox_data,
             }),
+            hang_sagas: args.hang_sagas,
         };
         config.validate()?;
         Ok(config)
@@ -406,6 +440,7 @@ mod tests {
             Some(TrackerOptions {
                 database_url: "postgres://u@db/x".into(),
                 keep_data: true,
+                stuck_after_minutes: 15,
                 ..TrackerOptions::default()
             })
         );
@@ -458,6 +493,34 @@ mod tests {
             ])
             .expect_err("one process")
             .contains("--service all")
+        );
+    }
+
+    #[test]
+    fn hang_sagas_come_from_the_completing_ones() {
+        let config = parse(&[
+            "--with-tracker",
+            "--hang-sagas",
+            "2",
+            "--stuck-after-minutes",
+            "0",
+            "--sagas",
+            "10",
+        ])
+        .expect("ok");
+        assert_eq!(config.hang_sagas, 2);
+        assert_eq!(config.tracker.map(|t| t.stuck_after_minutes), Some(0));
+        // 10 sagas at failure rate 0.3: 7 complete
+        assert!(parse(&["--sagas", "10", "--hang-sagas", "7"]).is_ok());
+        assert!(
+            parse(&["--sagas", "10", "--hang-sagas", "8"])
+                .expect_err("too many")
+                .contains("only 7 of the 10 sagas")
+        );
+        assert!(
+            parse(&["--stuck-after-minutes", "0"])
+                .expect_err("needs --with-tracker")
+                .contains("--with-tracker")
         );
     }
 

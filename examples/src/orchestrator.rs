@@ -15,6 +15,7 @@ use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use rdkafka::Message as _;
 use rdkafka::producer::FutureProducer;
+use saga_tracker::Cause;
 use saga_tracker::Saga as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -37,6 +38,8 @@ pub enum Fate {
     FailAtPayment,
     /// The payment fails and releasing the stock fails too.
     FailAtPaymentAndRelease,
+    /// `--hang-sagas`: the stock is reserved and the saga goes no further (it stops between two steps).
+    HangAfterReserve,
 }
 
 impl Fate {
@@ -46,6 +49,7 @@ impl Fate {
             Fate::Complete => FinalState::Completed,
             Fate::FailAtPayment => FinalState::Compensated,
             Fate::FailAtPaymentAndRelease => FinalState::CompensationFailed,
+            Fate::HangAfterReserve => FinalState::Incomplete,
         }
     }
 }
@@ -65,12 +69,16 @@ pub struct SagaPlan {
     pub trace_id: String,
 }
 
+/// The step after which a `--hang-sagas` saga stops.
+pub const HANG_AFTER: OrderSaga = OrderSaga::ReserveStock;
+
 /// The sagas of a run: `round(sagas × failure_rate)` fail at payment, and `round(failing ×
-/// compensation_failure_rate)` of those fail to release their stock; which ones is decided by the seed.
+/// compensation_failure_rate)` of those fail to release their stock; `hang_sagas` of the others stop after
+/// [`HANG_AFTER`]; which ones is decided by the seed.
 pub fn plan(config: &DemoConfig, run_id: &str) -> Vec<SagaPlan> {
     let n = config.sagas as usize;
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let failing = ((n as f64) * config.failure_rate).round() as usize;
+    let failing = config.failing_sagas();
     let compensation_failing =
         ((failing as f64) * config.compensation_failure_rate).round() as usize;
     let mut order: Vec<usize> = (0..n).collect();
@@ -83,14 +91,19 @@ pub fn plan(config: &DemoConfig, run_id: &str) -> Vec<SagaPlan> {
             Fate::FailAtPayment
         };
     }
+    for &i in order.iter().skip(failing).take(config.hang_sagas as usize) {
+        fates[i] = Fate::HangAfterReserve;
+    }
     let mut trace_rng = rand::thread_rng();
     fates
         .into_iter()
         .enumerate()
         .map(|(i, fate)| {
             let customer = match fate {
-                Fate::Complete => PAYING_CUSTOMERS[rng.gen_range(0..PAYING_CUSTOMERS.len())],
-                _ => BROKE_CUSTOMER,
+                Fate::Complete | Fate::HangAfterReserve => {
+                    PAYING_CUSTOMERS[rng.gen_range(0..PAYING_CUSTOMERS.len())]
+                }
+                Fate::FailAtPayment | Fate::FailAtPaymentAndRelease => BROKE_CUSTOMER,
             };
             let sku = match fate {
                 Fate::FailAtPaymentAndRelease => LEGACY_SKU,
@@ -192,6 +205,7 @@ impl Orchestrator {
         plan: &SagaPlan,
         step: OrderSaga,
         phase: Phase,
+        failure: Option<&Cause>,
     ) -> Result<ReplyMsg, DemoError> {
         let (tx, rx) = oneshot::channel();
         let key = (plan.saga_id.clone(), step.wire_name().to_owned(), phase);
@@ -207,6 +221,7 @@ impl Orchestrator {
             phase,
             line: plan.line.clone(),
             traceparent: format!("00-{}-{span_id:016x}-01", plan.trace_id),
+            failure: failure.map(|c| c.idempotency_key().to_owned()),
         };
         let service = step.service();
         bus::send_json(
@@ -238,13 +253,20 @@ impl Orchestrator {
         let mut succeeded = Vec::new();
         let mut failure = None;
         for step in OrderSaga::ALL {
-            let reply = self.call(plan, step, Phase::Execute).await?;
+            let reply = self.call(plan, step, Phase::Execute, None).await?;
             match reply.error {
                 None => succeeded.push(step),
                 Some(error) => {
                     failure = Some((step.wire_name().to_owned(), error));
                     break;
                 }
+            }
+            if plan.fate == Fate::HangAfterReserve && step == HANG_AFTER {
+                return Ok(SagaRun {
+                    saga_id: plan.saga_id.clone(),
+                    state: FinalState::Incomplete,
+                    failure,
+                });
             }
         }
         if failure.is_none() {
@@ -254,10 +276,16 @@ impl Orchestrator {
                 failure,
             });
         }
-        // Compensate what succeeded, newest first; a failed compensation does not stop the others.
+        // Compensate what succeeded, newest first; a failed compensation does not stop the others. Each
+        // compensation command names the failure it answers (the step's first and only attempt).
+        let cause = failure
+            .as_ref()
+            .map(|(step, _)| Cause::failure(&plan.saga_id, step, 1));
         let mut state = FinalState::Compensated;
         for step in succeeded.into_iter().rev().filter(|s| s.step().compensable) {
-            let reply = self.call(plan, step, Phase::Compensate).await?;
+            let reply = self
+                .call(plan, step, Phase::Compensate, cause.as_ref())
+                .await?;
             if reply.error.is_some() {
                 state = FinalState::CompensationFailed;
             }

@@ -127,6 +127,10 @@ pub struct CommandMsg {
     pub line: OrderLine,
     /// The W3C `traceparent` of the saga's trace (the services record their events under it).
     pub traceparent: String,
+    /// On a compensation: the idempotency key of the `FAILED` event it answers
+    /// ([`saga_tracker::Cause`]), recorded on the compensation's events so the tracker links them to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Why a step or compensation failed, as carried in a reply.

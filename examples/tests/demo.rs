@@ -78,6 +78,14 @@ fn assert_events_tell_the_story(report: &RunReport) {
                     "{id}"
                 );
             }
+            Fate::HangAfterReserve => {
+                assert!(failed.is_empty(), "{id}: nothing fails");
+                assert_eq!(
+                    (last.step.as_str(), last.status),
+                    ("reserve_stock", StepStatus::Succeeded),
+                    "{id}: stops between two steps"
+                );
+            }
             Fate::FailAtPayment | Fate::FailAtPaymentAndRelease => {
                 assert_eq!(failed.len(), 1, "{id}: one failure");
                 let failure = failed[0];

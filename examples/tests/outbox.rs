@@ -178,7 +178,8 @@ fn outbox_demo_commits_events_with_business_rows_and_publishes_each_once() {
                 1
             );
             match fates[saga.as_str()] {
-                Fate::Complete => assert!(!released),
+                // a hanging saga (--hang-sagas, not used here) keeps its reservation like a completed one
+                Fate::Complete | Fate::HangAfterReserve => assert!(!released),
                 Fate::FailAtPayment => {
                     assert!(released, "{saga}");
                     assert_eq!(

@@ -25,6 +25,7 @@ fn reserve(saga_id: &str) -> CommandMsg {
             amount_cents: 100,
         },
         traceparent: String::new(),
+        failure: None,
     }
 }
 

@@ -22,6 +22,16 @@ fn database_url() -> String {
 
 /// The demo on a test broker (MockCluster, or `SAGA_TRACKER_TEST_BROKERS`) with the tracker service.
 fn run_with_tracker(sagas: u32, keep_data: bool) -> Box<RunReport> {
+    run_with_tracker_and(sagas, keep_data, 0, 15)
+}
+
+/// [`run_with_tracker`] with `--hang-sagas` and the tracker's `--stuck-after-minutes`.
+fn run_with_tracker_and(
+    sagas: u32,
+    keep_data: bool,
+    hang_sagas: u32,
+    stuck_after_minutes: u32,
+) -> Box<RunReport> {
     let kafka = TestKafka::start().expect("test kafka");
     for topic in all_topics() {
         kafka.create_topic(topic, 3).expect("topic");
@@ -33,8 +43,10 @@ fn run_with_tracker(sagas: u32, keep_data: bool) -> Box<RunReport> {
         tracker: Some(TrackerOptions {
             database_url: database_url(),
             keep_data,
+            stuck_after_minutes,
             ..TrackerOptions::default()
         }),
+        hang_sagas,
         ..DemoConfig::default()
     })
     .expect("demo runs");
@@ -171,6 +183,17 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
             .filter(|e| e.event.status.is_compensation())
             .all(|e| e.triggered_by == Some(failed.event.event_id))
     );
+    // ... by cause, not by time: each compensation names the failure in its causeIdempotencyKey.
+    assert!(
+        tracker
+            .timeline
+            .iter()
+            .filter(|e| e.event.status.is_compensation())
+            .all(|e| e.event.cause_idempotency_key.as_deref()
+                == Some(failed.event.idempotency_key.as_str())),
+        "{:?}",
+        tracker.timeline
+    );
 
     // Every event of the run was stored; the metrics say so too.
     let distinct: BTreeSet<uuid::Uuid> = report.events.iter().map(|e| e.event_id).collect();
@@ -227,6 +250,81 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
         !schema_exists(&tracker.schema),
         "{} dropped",
         tracker.schema
+    );
+}
+
+#[test]
+fn hanging_sagas_are_stuck_in_the_stats_and_the_metric_and_completed_ones_are_completed() {
+    // 10 sagas at the default shares: 3 fail at payment, 7 are planned to complete, 2 of those hang after
+    // reserve_stock. With --stuck-after-minutes 0 every saga not terminal counts as stuck at once.
+    let report = run_with_tracker_and(10, false, 2, 0);
+    assert!(report.is_consistent(), "problems: {:?}", report.problems());
+    let hanging: Vec<&str> = report
+        .plans
+        .iter()
+        .filter(|p| p.fate == Fate::HangAfterReserve)
+        .map(|p| p.saga_id.as_str())
+        .collect();
+    assert_eq!(hanging.len(), 2);
+    for id in &hanging {
+        let steps: Vec<&str> = report.timelines[*id]
+            .iter()
+            .map(|e| e.step.as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "create_order",
+                "create_order",
+                "reserve_stock",
+                "reserve_stock"
+            ],
+            "{id} stops between reserve_stock and charge_payment"
+        );
+    }
+    let tracker = report.tracker.as_ref().expect("tracker report");
+    let stats = &tracker.stats;
+    assert_eq!(stats.sagas_total, 10);
+    assert_eq!(stats.stuck_sagas, 2, "{stats:?}");
+    assert_eq!(stats.stuck_after_seconds, 0);
+    assert_eq!(
+        stats.sagas_by_status.get(&SagaState::Running),
+        Some(&2),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.sagas_by_status.get(&SagaState::Completed),
+        Some(&5),
+        "{stats:?}"
+    );
+    assert!(
+        tracker
+            .metrics_lines
+            .iter()
+            .any(|l| l == "saga_tracker_stuck_sagas 2"),
+        "{:?}",
+        tracker.metrics_lines
+    );
+    assert!(
+        tracker
+            .metrics_lines
+            .iter()
+            .any(|l| l == "saga_tracker_sagas{status=\"COMPLETED\"} 5"),
+        "{:?}",
+        tracker.metrics_lines
+    );
+    let printed = report.render();
+    assert!(
+        printed.contains(&format!(
+            "2 sagas left hanging after reserve_stock (--hang-sagas): {}",
+            hanging.join(", ")
+        )),
+        "{printed}"
+    );
+    assert!(printed.contains("COMPLETED"), "{printed}");
+    assert!(
+        printed.contains("stuck (not terminal, silent over 0 s): 2"),
+        "{printed}"
     );
 }
 

@@ -42,6 +42,7 @@ pub use saga::{Saga, SagaContext, StepDecl, StepOutcome};
 pub use saga_tracker_macros::{Saga, saga_compensation, saga_service, saga_step};
 pub use sink::{JsonLinesSink, KafkaSink, MemorySink, Sink};
 pub use stats::TrackerStats;
+pub use step::{Cause, Scoped};
 pub use tracker::{
     BuildError, FlushError, FlushGuard, InitError, ReplayReport, Tracker, TrackerBuilder,
     WithTracker, current, init, unrecorded_events, with_default, with_default_async,

@@ -88,6 +88,11 @@ pub trait SagaContext {
     fn attempt(&self) -> Option<i32> {
         None
     }
+    /// On a compensation: the idempotency key of the `FAILED` event it answers
+    /// ([`Cause::idempotency_key`](crate::Cause::idempotency_key)), e.g. carried in the compensation command.
+    fn cause(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl<T: SagaContext + ?Sized> SagaContext for &T {
@@ -99,6 +104,9 @@ impl<T: SagaContext + ?Sized> SagaContext for &T {
     }
     fn attempt(&self) -> Option<i32> {
         (**self).attempt()
+    }
+    fn cause(&self) -> Option<&str> {
+        (**self).cause()
     }
 }
 
@@ -112,6 +120,9 @@ impl<T: SagaContext + ?Sized> SagaContext for &mut T {
     fn attempt(&self) -> Option<i32> {
         (**self).attempt()
     }
+    fn cause(&self) -> Option<&str> {
+        (**self).cause()
+    }
 }
 
 impl<T: SagaContext + ?Sized> SagaContext for Box<T> {
@@ -124,6 +135,9 @@ impl<T: SagaContext + ?Sized> SagaContext for Box<T> {
     fn attempt(&self) -> Option<i32> {
         (**self).attempt()
     }
+    fn cause(&self) -> Option<&str> {
+        (**self).cause()
+    }
 }
 
 impl<T: SagaContext + ?Sized> SagaContext for Arc<T> {
@@ -135,6 +149,9 @@ impl<T: SagaContext + ?Sized> SagaContext for Arc<T> {
     }
     fn attempt(&self) -> Option<i32> {
         (**self).attempt()
+    }
+    fn cause(&self) -> Option<&str> {
+        (**self).cause()
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser, ValueEnum};
 
+use saga_tracker_core::codec::{KnownSchemas, RegistryIds};
+
 use crate::metrics::LabelLimits;
 
 /// How the consumer gets its partitions.
@@ -57,9 +59,20 @@ pub struct Config {
     /// Extra librdkafka properties, `key=value`, for both the consumer and the DLQ producer.
     #[arg(long = "kafka-property", value_parser = parse_key_value)]
     pub kafka_properties: Vec<(String, String)>,
-    /// Also accept Confluent-framed messages (`00` + schema id) with this schema registry id.
+    /// Also accept Confluent-framed messages (`00` + schema id) with this schema registry id, standing for the
+    /// current schema version (for several versions: `--registry-schema-ids`).
     #[arg(long, env = "TRACKER_CONFLUENT_SCHEMA_ID")]
     pub confluent_schema_id: Option<u32>,
+    /// Also accept Confluent-framed messages whose schema registry id is one of these, `ID=VERSION` pairs
+    /// (e.g. `17=1,18=2`): the id picks the writer's schema version. Other ids go to the DLQ as
+    /// `unknown_schema_id`.
+    #[arg(long, env = "TRACKER_REGISTRY_SCHEMA_IDS")]
+    pub registry_schema_ids: Option<RegistryIds>,
+    /// Read only these schema versions (e.g. `1`); default: every version this build knows. For staged
+    /// upgrades and tests: events written with another version go to the DLQ as `unknown_fingerprint`, and
+    /// `dlq redrive` stores them once the tracker reads that version.
+    #[arg(long, env = "TRACKER_KNOWN_SCHEMA_VERSIONS", value_delimiter = ',')]
+    pub known_schema_versions: Vec<u32>,
     /// The most messages written to the database in one transaction.
     #[arg(long, env = "TRACKER_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
@@ -179,6 +192,8 @@ impl Config {
             assignment: Assignment::Subscribe,
             kafka_properties: Vec::new(),
             confluent_schema_id: None,
+            registry_schema_ids: None,
+            known_schema_versions: Vec::new(),
             batch_size: 500,
             batch_linger_ms: 50,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -222,6 +237,16 @@ impl Config {
             max_saga_types: self.metrics_max_saga_types,
             max_steps: self.metrics_max_steps,
         }
+    }
+
+    /// What the decoder accepts: `--known-schema-versions` (all by default), and the Confluent ids of
+    /// `--registry-schema-ids` and `--confluent-schema-id`.
+    pub fn known_schemas(&self) -> Result<KnownSchemas, ConfigError> {
+        known_schemas(
+            &self.known_schema_versions,
+            self.registry_schema_ids.as_ref(),
+            self.confluent_schema_id,
+        )
     }
 
     /// How long messages may wait without progress before their partition counts as stalled.
@@ -280,11 +305,35 @@ impl Config {
         if self.metrics_refresh_ms == 0 {
             return Err(ConfigError::Empty("metrics refresh interval"));
         }
+        self.known_schemas()?;
         if let Some(template) = &self.trace_url_template {
             crate::console::check_trace_template(template).map_err(ConfigError::TraceTemplate)?;
         }
         Ok(())
     }
+}
+
+/// The decoder's schemas from the flags shared by the service and the operations commands: the versions
+/// (empty = all), the registry ids, and the single id of `--confluent-schema-id` (the current version).
+pub(crate) fn known_schemas(
+    versions: &[u32],
+    registry_ids: Option<&RegistryIds>,
+    confluent_schema_id: Option<u32>,
+) -> Result<KnownSchemas, ConfigError> {
+    let schemas = if versions.is_empty() {
+        KnownSchemas::all()
+    } else {
+        KnownSchemas::only(versions).map_err(|e| ConfigError::Schemas(e.to_string()))?
+    };
+    let mut ids = registry_ids.cloned().unwrap_or_default();
+    if let Some(id) = confluent_schema_id {
+        ids = ids
+            .merge(&RegistryIds::current(id))
+            .map_err(|e| ConfigError::Schemas(e.to_string()))?;
+    }
+    schemas
+        .with_registry_ids(ids)
+        .map_err(|e| ConfigError::Schemas(e.to_string()))
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes: safe to put in `SET search_path` and `CREATE SCHEMA`.
@@ -315,6 +364,9 @@ pub enum ConfigError {
         "database schema `{0}` is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)"
     )]
     BadSchema(String),
+    /// Schema versions or registry ids the decoder cannot be built with.
+    #[error("schemas: {0}")]
+    Schemas(String),
     /// A token given both directly and as a file.
     #[error("the {0} token is given both directly and as a file; give one")]
     TwoTokenSources(&'static str),
@@ -361,6 +413,49 @@ mod tests {
         c.api_token = Some("a".into());
         c.api_token_file = Some("/nonexistent".into());
         assert_eq!(c.validate(), Err(ConfigError::TwoTokenSources("API")));
+    }
+
+    #[test]
+    fn schema_flags_build_the_decoder() {
+        let c = Config::try_parse_from([
+            "svc",
+            "--database-url",
+            "x",
+            "--registry-schema-ids",
+            "17=1,18=2",
+            "--confluent-schema-id",
+            "18",
+        ])
+        .expect("parses");
+        let schemas = c.known_schemas().expect("valid");
+        assert_eq!(
+            schemas.to_string(),
+            "versions v1,v2; registry ids 17=v1,18=v2"
+        );
+        let c =
+            Config::try_parse_from(["svc", "--database-url", "x", "--known-schema-versions", "1"])
+                .expect("parses");
+        assert_eq!(
+            c.known_schemas().expect("valid").to_string(),
+            "versions v1; registry ids none"
+        );
+        let mut c = Config::new("x", "y");
+        c.known_schema_versions = vec![1];
+        c.confluent_schema_id = Some(7);
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Schemas(_))),
+            "id 7 is v2, unknown to a v1 reader"
+        );
+        assert!(
+            Config::try_parse_from([
+                "svc",
+                "--database-url",
+                "x",
+                "--registry-schema-ids",
+                "17=9"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

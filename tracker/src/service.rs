@@ -55,6 +55,7 @@ impl Service {
     /// Validates `config`, connects and migrates the database, starts consuming and serving.
     pub async fn start(config: Config) -> Result<Service, StartError> {
         config.validate()?;
+        let schemas = config.known_schemas()?;
         let api_token = config.resolved_api_token()?;
         let metrics_token = config.resolved_metrics_token()?;
         let store = Store::connect(
@@ -96,7 +97,7 @@ impl Service {
             metrics: Arc::clone(&metrics),
             batch_size: config.batch_size,
             linger: Duration::from_millis(config.batch_linger_ms),
-            confluent_schema_id: config.confluent_schema_id,
+            schemas,
             lanes: config.ingest_lanes,
         };
         let ingest = tokio::spawn(ingest.run(stopped.clone()));
@@ -129,7 +130,7 @@ impl Service {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        tracing::info!(%addr, topic = %config.topic, group = %config.group_id, "saga-tracker-service started");
+        tracing::info!(%addr, topic = %config.topic, group = %config.group_id, schemas = %config.known_schemas()?, "saga-tracker-service started");
         Ok(Service {
             addr,
             stop,

@@ -57,7 +57,7 @@ fn redrive_options(kafka: &TestKafka) -> RedriveOptions {
         dlq_topic: kafka.dlq_topic.clone(),
         group: "refused-redrive".into(),
         reason: None,
-        confluent_schema_id: None,
+        schemas: saga_tracker_core::codec::KnownSchemas::all(),
         kafka_properties: Vec::new(),
     }
 }

@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use rdkafka::Timestamp;
 use rdkafka::message::OwnedMessage;
+use saga_tracker_core::codec::{KnownSchemas, RegistryIds};
 use saga_tracker_core::{SagaEvent, StepError, StepStatus, bounds, codec};
 use saga_tracker_service::ingest::classify;
 
@@ -84,7 +85,7 @@ proptest! {
         if confluent {
             payload.splice(0..0, [0, 0, 0, 0, 9]);
         }
-        let (good, bad) = classify(&[message(payload)], Some(9));
+        let (good, bad) = classify(&[message(payload)], &KnownSchemas::all().with_registry_ids(RegistryIds::current(9)).expect("ids"));
         prop_assert_eq!(good.len() + bad.len(), 1);
         for (_, rejection) in &bad {
             prop_assert!(!rejection.code().is_empty());
@@ -93,7 +94,7 @@ proptest! {
 
     #[test]
     fn events_of_any_size_are_accepted_only_within_bounds(event in event()) {
-        let (good, bad) = classify(&[message(codec::encode(&event))], None);
+        let (good, bad) = classify(&[message(codec::encode(&event))], &KnownSchemas::all());
         prop_assert_eq!(good.len() + bad.len(), 1);
         let within = bounds::check(&event).is_ok();
         if let Some(stored) = good.first() {

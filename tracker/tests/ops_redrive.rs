@@ -61,7 +61,7 @@ fn options(kafka: &TestKafka, reason: Option<&str>) -> RedriveOptions {
         dlq_topic: kafka.dlq_topic.clone(),
         group: "redrive-test".into(),
         reason: reason.map(str::to_owned),
-        confluent_schema_id: None,
+        schemas: saga_tracker_core::codec::KnownSchemas::all(),
         kafka_properties: Vec::new(),
     }
 }

@@ -32,7 +32,7 @@ fn options(kafka: &TestKafka, group: &str, from: chrono::DateTime<Utc>) -> Repla
         group: group.to_owned(),
         from,
         to: None,
-        confluent_schema_id: None,
+        schemas: saga_tracker_core::codec::KnownSchemas::all(),
         kafka_properties: Vec::new(),
     }
 }

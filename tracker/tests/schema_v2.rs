@@ -5,9 +5,11 @@ mod common;
 
 use apache_avro::{Schema, to_avro_datum, to_value};
 use common::{Api, SagaBuilder, TestDb, TestKafka, header, wait_for_events};
+use saga_tracker_core::codec::{Framing, KnownSchemas, RegistryIds};
 use saga_tracker_core::schema::{FINGERPRINT_V1, SCHEMA_V1_JSON, SINGLE_OBJECT_MAGIC};
 use saga_tracker_core::{SagaEvent, StepStatus::*, codec};
-use saga_tracker_service::Service;
+use saga_tracker_service::ops::redrive::{self, RedriveOptions};
+use saga_tracker_service::{Service, Store};
 
 /// A service still on the v1 SDK: the event written with the v1 schema by apache-avro, v1 fingerprint.
 fn v1_writer(event: &SagaEvent) -> Vec<u8> {
@@ -144,9 +146,9 @@ async fn mixed_fleet_v1_and_v2_writers_on_one_topic_derive_the_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_writer_newer_than_the_reader_is_dead_lettered_as_unknown_fingerprint() {
-    // The reverse direction: a reader that does not know the writer's version (here a "v3" fingerprint this
-    // build has never seen, as v2 is to a v1-only tracker) dead-letters the event, never panics or drops it,
-    // and keeps ingesting what it knows.
+    // A writer newer than this build (a "v3" fingerprint it has never seen): the event is dead-lettered, never
+    // a panic or a drop, and what the tracker knows keeps being ingested. (A tracker limited to v1 facing real
+    // v2 writers: `a_v1_only_tracker_dead_letters_v2_events_...` below.)
     let db = TestDb::new();
     let kafka = TestKafka::new().await;
     let newer = SagaBuilder::new("from-the-future", "OrderSaga", 0)
@@ -173,5 +175,280 @@ async fn a_writer_newer_than_the_reader_is_dead_lettered_as_unknown_fingerprint(
     assert!(error.contains("f5500e0a1fcefdfe (v2)"), "{error}");
     let api = Api::new(&service, None);
     assert_eq!(api.ok("/api/v1/sagas/known").await["status"], "RUNNING");
+    service.shutdown().await;
+}
+
+/// The v2 messages of the fastavro golden vectors (`scripts/gen-vectors-v2`): v2 bytes from an independent writer.
+fn fastavro_v2_messages() -> Vec<(String, Vec<u8>)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas/vectors/saga_tracker_v2.json"
+    );
+    let text = std::fs::read_to_string(path).expect("v2 vectors");
+    let vectors: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    vectors["valid"]
+        .as_array()
+        .expect("valid vectors")
+        .iter()
+        .map(|v| {
+            let bytes = hex::decode(v["single_object_hex"].as_str().expect("hex")).expect("hex");
+            let saga_id = v["event"]["sagaId"].as_str().expect("saga id").to_owned();
+            (saga_id, bytes)
+        })
+        .collect()
+}
+
+fn redrive_options(kafka: &TestKafka, group: &str, schemas: KnownSchemas) -> RedriveOptions {
+    RedriveOptions {
+        brokers: kafka.brokers.clone(),
+        dlq_topic: kafka.dlq_topic.clone(),
+        group: group.into(),
+        reason: None,
+        schemas,
+        kafka_properties: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_v1_only_tracker_dead_letters_v2_events_as_unknown_fingerprint_and_a_redrive_stores_them()
+{
+    // The reverse direction of the mixed fleet: a tracker not upgraded yet (it reads v1 only) and services
+    // already writing v2 (our SDK's codec, and fastavro's v2 vectors) on one topic.
+    let db = TestDb::new();
+    let kafka = TestKafka::new().await;
+    let v2_saga = SagaBuilder::new("v2-finished", "OrderSaga", 0)
+        .ev("order-service", "reserve", Started, 1)
+        .v2(0, 1, false)
+        .ev("order-service", "reserve", Succeeded, 1)
+        .v2(0, 1, false);
+    let v1_saga = SagaBuilder::new("v1-running", "OrderSaga", 10)
+        .ev("order-service", "reserve", Started, 1)
+        .ev("order-service", "reserve", Succeeded, 1);
+    let mut v2_messages: Vec<(String, Vec<u8>)> = v2_saga
+        .events
+        .iter()
+        .map(|e| (e.saga_id.clone(), codec::encode(e)))
+        .collect();
+    v2_messages.extend(fastavro_v2_messages());
+    let mut v2_event_ids = std::collections::BTreeSet::new();
+    for (key, bytes) in &v2_messages {
+        v2_event_ids.insert(codec::decode(bytes).expect("v2 decodes").event_id);
+        kafka.send_raw(key, bytes).await;
+    }
+    for e in &v1_saga.events {
+        kafka.send_raw(&e.saga_id, &v1_writer(e)).await;
+    }
+
+    let mut config = kafka.config(&db, "v1-only");
+    config.known_schema_versions = vec![1];
+    let service = Service::start(config).await.expect("service starts");
+    wait_for_events(&service, 2).await;
+    let dlq = kafka.read_dlq(v2_messages.len());
+    assert_eq!(
+        dlq.len(),
+        v2_messages.len(),
+        "every v2 event is dead-lettered"
+    );
+    for m in &dlq {
+        assert_eq!(
+            header(m, "dlq.reason").as_deref(),
+            Some("unknown_fingerprint")
+        );
+        let error = header(m, "dlq.error").unwrap_or_default();
+        assert!(
+            error.contains("f5500e0a1fcefdfe") && error.contains("known: 4ea4c63af7f12518 (v1)"),
+            "{error}"
+        );
+    }
+    let api = Api::new(&service, None);
+    assert_eq!(
+        api.ok("/api/v1/sagas/v1-running").await["status"],
+        "SUCCEEDED"
+    );
+    let counted = format!(
+        r#"saga_tracker_dlq_messages_total{{reason="unknown_fingerprint"}} {}"#,
+        v2_messages.len()
+    );
+    // counted right after the DLQ acknowledged each message
+    common::eventually(&counted, || async {
+        let (_, metrics) = api.get("/metrics").await;
+        metrics.contains(&counted).then_some(())
+    })
+    .await;
+    service.shutdown().await;
+
+    // The tracker learns v2: a re-drive stores every dead-lettered event.
+    let store = Store::connect(&db.url, Some(&db.schema), 2)
+        .await
+        .expect("store");
+    let s = redrive::run(
+        &store,
+        &redrive_options(&kafka, "redrive-v2", KnownSchemas::all()),
+    )
+    .await
+    .expect("redrive");
+    assert_eq!(s.read, v2_messages.len() as u64);
+    assert!(s.still_dead.is_empty(), "{s:?}");
+    assert_eq!(s.ingested, v2_event_ids.len() as u64, "{s:?}");
+    assert_eq!(
+        store.event_count().await.expect("count"),
+        2 + v2_event_ids.len() as i64
+    );
+    let saga = store
+        .saga("v2-finished")
+        .await
+        .expect("query")
+        .expect("saga");
+    assert_eq!(saga.status.as_str(), "COMPLETED");
+}
+
+/// Confluent framing: `00`, the schema id (big-endian), the datum.
+fn confluent(schema_id: u32, single_object: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(&single_object[10..]);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confluent_framed_v1_and_v2_decode_by_registry_id_and_an_unmapped_id_is_dead_lettered() {
+    let db = TestDb::new();
+    let kafka = TestKafka::new().await;
+    let v1 = SagaBuilder::new("confluent-v1", "OrderSaga", 0)
+        .ev("order-service", "reserve", Started, 1)
+        .ev("order-service", "reserve", Succeeded, 1);
+    let v2 = SagaBuilder::new("confluent-v2", "OrderSaga", 10)
+        .ev("order-service", "reserve", Started, 1)
+        .v2(0, 1, false)
+        .ev("order-service", "reserve", Succeeded, 1)
+        .v2(0, 1, false);
+    let unmapped = SagaBuilder::new("confluent-unmapped", "OrderSaga", 20)
+        .ev("order-service", "reserve", Started, 1)
+        .v2(0, 2, false);
+    for e in &v1.events {
+        kafka
+            .send_raw(&e.saga_id, &confluent(17, &v1_writer(e)))
+            .await;
+    }
+    for e in &v2.events {
+        let framed = codec::encode_framed(e, Framing::Confluent { schema_id: 18 });
+        kafka.send_raw(&e.saga_id, &framed).await;
+    }
+    let framed = codec::encode_framed(&unmapped.events[0], Framing::Confluent { schema_id: 19 });
+    kafka.send_raw("confluent-unmapped", &framed).await;
+    // single-object messages are still read beside Confluent ones
+    let plain = SagaBuilder::new("plain-v2", "OrderSaga", 30)
+        .ev("order-service", "reserve", Started, 1)
+        .v2(0, 2, false);
+    kafka.send(&plain.events).await;
+
+    let mut config = kafka.config(&db, "confluent-ids");
+    config.registry_schema_ids = Some("17=1,18=2".parse().expect("ids"));
+    let service = Service::start(config).await.expect("service starts");
+    wait_for_events(&service, 5).await;
+    let api = Api::new(&service, None);
+    assert_eq!(
+        api.ok("/api/v1/sagas/confluent-v1").await["status"],
+        "SUCCEEDED"
+    );
+    assert_eq!(
+        api.ok("/api/v1/sagas/confluent-v2").await["status"],
+        "COMPLETED"
+    );
+    assert_eq!(api.ok("/api/v1/sagas/plain-v2").await["status"], "RUNNING");
+    let dlq = kafka.read_dlq(1);
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        header(&dlq[0], "dlq.reason").as_deref(),
+        Some("unknown_schema_id")
+    );
+    let error = header(&dlq[0], "dlq.error").unwrap_or_default();
+    assert!(
+        error.contains("unknown schema registry id 19") && error.contains("17=v1,18=v2"),
+        "{error}"
+    );
+    common::eventually("the DLQ count", || async {
+        (service.metrics().dlq_total() == 1).then_some(())
+    })
+    .await;
+    service.shutdown().await;
+
+    // Once id 19 is registered (as v2), a re-drive stores it.
+    let store = Store::connect(&db.url, Some(&db.schema), 2)
+        .await
+        .expect("store");
+    let ids: RegistryIds = "17=1,18=2,19=2".parse().expect("ids");
+    let schemas = KnownSchemas::all().with_registry_ids(ids).expect("ids");
+    let s = redrive::run(&store, &redrive_options(&kafka, "redrive-ids", schemas))
+        .await
+        .expect("redrive");
+    assert_eq!((s.read, s.ingested), (1, 1), "{s:?}");
+    assert_eq!(store.event_count().await.expect("count"), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_links_a_compensation_to_its_failure_by_cause_across_clock_skew() {
+    // charge failed twice (attempts 1 and 2); the payment service's clock is 10 s ahead of the product
+    // service's, so the compensation answering attempt 2 is recorded *before* that failure. Time order would link
+    // it to attempt 1; the v2 cause links it to attempt 2.
+    let db = TestDb::new();
+    let kafka = TestKafka::new().await;
+    let mut saga = SagaBuilder::new("skewed", "OrderSaga", 0)
+        .ev("product-service", "reserve", Started, 1)
+        .v2(0, 2, true)
+        .ev("product-service", "reserve", Succeeded, 1)
+        .v2(0, 2, true)
+        .ev("payment-service", "charge", Failed, 1)
+        .v2(1, 2, true)
+        .ev("payment-service", "charge", Failed, 2)
+        .v2(1, 2, true)
+        .ev("product-service", "reserve", CompensationStarted, 1)
+        .v2(0, 2, true)
+        .ev("product-service", "reserve", Compensated, 1)
+        .v2(0, 2, true);
+    let failure_2 = saga.events[3].idempotency_key.clone();
+    assert_eq!(failure_2, "skewed:charge:FAILED:2");
+    saga.events[3].recorded_at += 10_000_000;
+    for e in &mut saga.events[4..] {
+        e.cause_idempotency_key = Some(failure_2.clone());
+    }
+    assert!(saga.events[4].recorded_at < saga.events[3].recorded_at);
+    kafka.send(&saga.events).await;
+    let service = Service::start(kafka.config(&db, "skew"))
+        .await
+        .expect("service starts");
+    wait_for_events(&service, 6).await;
+    let api = Api::new(&service, None);
+    let timeline = api.ok("/api/v1/sagas/skewed/timeline").await;
+    let events = timeline["events"].as_array().expect("events");
+    let id = |n: usize| saga.events[n].event_id.to_string();
+    let entry = |n: usize| {
+        events
+            .iter()
+            .find(|e| e["event_id"] == id(n))
+            .unwrap_or_else(|| panic!("event {n} in {timeline}"))
+    };
+    for compensation in [4, 5] {
+        assert_eq!(entry(compensation)["triggered_by"], id(3), "{timeline}");
+        assert_eq!(
+            entry(compensation)["cause_idempotency_key"],
+            failure_2.as_str()
+        );
+    }
+    assert_eq!(
+        entry(3)["triggered_compensations"],
+        serde_json::json!([id(4), id(5)])
+    );
+    assert!(
+        entry(2).get("triggered_compensations").is_none(),
+        "{timeline}"
+    );
+    // the timeline is in recordedAt order: the compensation is listed before the failure it answers
+    let position = |n: usize| events.iter().position(|e| e["event_id"] == id(n));
+    assert!(position(4) < position(3), "{timeline}");
+    assert_eq!(
+        api.ok("/api/v1/sagas/skewed").await["status"],
+        "COMPENSATED"
+    );
     service.shutdown().await;
 }

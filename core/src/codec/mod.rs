@@ -9,6 +9,7 @@
 //! ```
 
 pub mod fingerprint;
+mod known;
 mod read;
 mod registry_ids;
 mod resolve;
@@ -17,6 +18,7 @@ pub mod write;
 use crate::event::SagaEvent;
 use crate::schema::{self, FINGERPRINT, SINGLE_OBJECT_MAGIC, SchemaVersion};
 
+pub use known::{KnownSchemas, KnownSchemasError};
 pub use registry_ids::{RegistryIds, RegistryIdsError};
 pub use resolve::MAX_RESOLVED_DATUM;
 pub use write::write_datum;

@@ -74,6 +74,19 @@ impl RegistryIds {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
+
+    /// Each id and its version, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &'static SchemaVersion)> + '_ {
+        self.ids.iter().copied()
+    }
+
+    /// Adds every pair of `other` (same rules as [`RegistryIds::with`]).
+    pub fn merge(mut self, other: &RegistryIds) -> Result<Self, RegistryIdsError> {
+        for (id, v) in other.iter() {
+            self = self.with(id, v.version)?;
+        }
+        Ok(self)
+    }
 }
 
 impl fmt::Display for RegistryIds {

@@ -102,7 +102,12 @@ impl RunReport {
         let failing = self
             .plans
             .iter()
-            .filter(|p| p.fate != orchestrator::Fate::Complete)
+            .filter(|p| {
+                matches!(
+                    p.fate,
+                    orchestrator::Fate::FailAtPayment | orchestrator::Fate::FailAtPaymentAndRelease
+                )
+            })
             .count();
         let comp_failing = self
             .plans
@@ -119,6 +124,22 @@ impl RunReport {
             c.failure_rate,
             c.compensation_failure_rate
         );
+        let hanging: Vec<&str> = self
+            .plans
+            .iter()
+            .filter(|p| p.fate == orchestrator::Fate::HangAfterReserve)
+            .map(|p| p.saga_id.as_str())
+            .collect();
+        if !hanging.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {} saga{} left hanging after {} (--hang-sagas): {}",
+                hanging.len(),
+                if hanging.len() == 1 { "" } else { "s" },
+                saga_tracker::Saga::wire_name(&orchestrator::HANG_AFTER),
+                hanging.join(", ")
+            );
+        }
         let _ = writeln!(
             out,
             "  ran in {:.2} s; read back {} events of this run from {TRACKER_TOPIC}{}",

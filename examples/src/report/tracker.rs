@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use saga_tracker_service::api::model::{SagaRow, TimelineEntry};
+use saga_tracker_service::api::model::{SagaRow, Stats, TimelineEntry};
 use uuid::Uuid;
 
 use super::summary::ms;
@@ -25,6 +25,8 @@ pub struct TrackerReport {
     pub saga: SagaRow,
     /// The events of `GET /api/v1/sagas/{id}/timeline` of the shown saga.
     pub timeline: Vec<TimelineEntry>,
+    /// `GET /api/v1/stats`: sagas per derived state, stuck sagas.
+    pub stats: Stats,
     /// Headline `/metrics` lines.
     pub metrics_lines: Vec<String>,
     /// Whether the schema was kept (`--keep-tracker-data`) rather than dropped.
@@ -114,6 +116,22 @@ impl TrackerReport {
             ]);
         }
         out.push_str(&table.render(2));
+        let by_state: Vec<String> = self
+            .stats
+            .sagas_by_status
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(state, n)| format!("{state} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Stats (GET {}/api/v1/stats): {} sagas: {}; stuck (not terminal, silent over {} s): {}",
+            self.api_url,
+            self.stats.sagas_total,
+            by_state.join(", "),
+            self.stats.stuck_after_seconds,
+            self.stats.stuck_sagas
+        );
         let _ = writeln!(out, "Metrics (GET {}/metrics, excerpt):", self.api_url);
         for line in &self.metrics_lines {
             let _ = writeln!(out, "  {line}");

@@ -18,7 +18,7 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use rdkafka::Message;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
-use saga_tracker::Tracker;
+use saga_tracker::{Cause, Tracker};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -67,6 +67,15 @@ impl ServiceState {
             ServiceState::Payment(wallets) => payment::handle(wallets, cmd).await,
             ServiceState::Stored(service, pool) => stored::handle(*service, pool, cmd).await,
         }
+    }
+}
+
+/// Runs a compensation in the scope of the failure its command names, so its events carry that failure's
+/// idempotency key (`causeIdempotencyKey`) and the tracker links them to it whatever the clocks say.
+pub async fn answering<F: Future>(cmd: &CommandMsg, compensation: F) -> F::Output {
+    match &cmd.failure {
+        Some(key) => Cause::new(key.as_str()).scope(compensation).await,
+        None => compensation.await,
     }
 }
 

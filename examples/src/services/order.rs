@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use saga_tracker::{Saga, saga_compensation, saga_service, saga_step};
 
-use super::{reply_error, simulate_work, unknown_command};
+use super::{answering, reply_error, simulate_work, unknown_command};
 use crate::saga::{CommandMsg, OrderSaga, Phase, ReplyError, ServiceName};
 
 /// Where an order stands.
@@ -127,7 +127,7 @@ pub async fn handle(orders: &Orders, cmd: &CommandMsg) -> Result<(), ReplyError>
             create_order(orders, cmd).await.map_err(|e| reply_error(&e))
         }
         (Some(OrderSaga::CreateOrder), Phase::Compensate) => {
-            cancel_order(orders, &cmd.saga_id, &cmd.order_id)
+            answering(cmd, cancel_order(orders, &cmd.saga_id, &cmd.order_id))
                 .await
                 .map_err(|e| reply_error(&e))
         }

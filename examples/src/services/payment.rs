@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use saga_tracker::{Saga, saga_compensation, saga_service, saga_step};
 
-use super::{reply_error, simulate_work, unknown_command};
+use super::{answering, reply_error, simulate_work, unknown_command};
 use crate::saga::{
     BROKE_CUSTOMER, CommandMsg, OrderSaga, PAYING_CUSTOMERS, Phase, ReplyError, ServiceName,
 };
@@ -155,7 +155,7 @@ pub async fn handle(wallets: &Wallets, cmd: &CommandMsg) -> Result<(), ReplyErro
             .map(drop)
             .map_err(|e| reply_error(&e)),
         (Some(OrderSaga::ChargePayment), Phase::Compensate) => {
-            refund_payment(wallets, &cmd.saga_id)
+            answering(cmd, refund_payment(wallets, &cmd.saga_id))
                 .await
                 .map_err(|e| reply_error(&e))
         }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use saga_tracker::{Saga, saga_compensation, saga_service, saga_step};
 
-use super::{reply_error, simulate_work, unknown_command};
+use super::{answering, reply_error, simulate_work, unknown_command};
 use crate::saga::{
     CommandMsg, LEGACY_SKU, OrderSaga, Phase, REGULAR_SKUS, ReplyError, ServiceName,
 };
@@ -171,7 +171,7 @@ pub async fn handle(stock: &Stock, cmd: &CommandMsg) -> Result<(), ReplyError> {
             .map(drop)
             .map_err(|e| reply_error(&e)),
         (Some(OrderSaga::ReserveStock), Phase::Compensate) => {
-            release_stock(stock, &cmd.saga_id, cmd.line.qty)
+            answering(cmd, release_stock(stock, &cmd.saga_id, cmd.line.qty))
                 .await
                 .map_err(|e| reply_error(&e))
         }

@@ -15,6 +15,8 @@ pub struct StepIds {
     pub(crate) order_id: Option<Id>,
     pub(crate) attempt: i32,
     pub(crate) metadata: Vec<(Cow<'static, str>, String)>,
+    /// On a compensation: the failure it answers (see [`Cause`](super::Cause)).
+    pub(crate) cause: Option<Arc<str>>,
 }
 
 impl StepIds {
@@ -26,6 +28,7 @@ impl StepIds {
             order_id: None,
             attempt: 1,
             metadata: Vec::new(),
+            cause: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl StepIds {
             order_id: context.order_id().map(Id::from),
             attempt: context.attempt().unwrap_or(1),
             metadata: Vec::new(),
+            cause: context.cause().map(Arc::from),
         }
     }
 
@@ -51,6 +55,13 @@ impl StepIds {
     #[inline]
     pub fn attempt(mut self, attempt: i32) -> Self {
         self.attempt = attempt;
+        self
+    }
+
+    /// On a compensation: the failure it answers, as that `FAILED` event's idempotency key.
+    #[inline]
+    pub fn caused_by(mut self, failure_idempotency_key: &str) -> Self {
+        self.cause = Some(Arc::from(failure_idempotency_key));
         self
     }
 

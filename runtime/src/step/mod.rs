@@ -7,6 +7,7 @@
 //! `&'static str`s; nothing is formatted unless the step fails. An order id or metadata costs one allocation per
 //! call, shared by both events.
 
+mod cause;
 mod context;
 mod ids;
 mod outcome;
@@ -17,6 +18,7 @@ use std::panic::resume_unwind;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use cause::{Cause, Scoped};
 pub use context::*;
 pub use ids::*;
 pub use outcome::*;
@@ -61,9 +63,22 @@ impl StepGuard {
             order_id,
             attempt,
             metadata,
+            cause,
         } = ids;
-        let extras = (order_id.is_some() || !metadata.is_empty())
-            .then(|| Arc::new(CallExtras { order_id, metadata }));
+        // a compensation answers a failure: see `Cause` for where it comes from
+        let cause = match descriptor.kind {
+            HandlerKind::Step => None,
+            HandlerKind::Compensation => cause
+                .or_else(cause::scoped)
+                .or_else(|| cause::last_failure(saga_id.as_str())),
+        };
+        let extras = (order_id.is_some() || !metadata.is_empty() || cause.is_some()).then(|| {
+            Arc::new(CallExtras {
+                order_id,
+                metadata,
+                cause,
+            })
+        });
         let guard = StepGuard {
             descriptor,
             tracker: crate::tracker::current_handle(),
@@ -142,6 +157,9 @@ impl StepGuard {
         error: Option<StepError>,
     ) {
         let d = self.descriptor;
+        if status == StepStatus::Failed {
+            cause::remember_failure(self.saga_id.as_str(), d.step, self.attempt);
+        }
         let Some(tracker) = &self.tracker else {
             crate::tracker::note_unrecorded(d.saga_type, d.step);
             return;

@@ -26,6 +26,8 @@ pub(crate) struct Pending {
 pub(crate) struct CallExtras {
     pub order_id: Option<Id>,
     pub metadata: Vec<(Cow<'static, str>, String)>,
+    /// On a compensation: the idempotency key of the failure it answers.
+    pub cause: Option<Arc<str>>,
 }
 
 /// One event of a step guard. The worker derives everything else: eventId, recordedAt in µs, saga type and step

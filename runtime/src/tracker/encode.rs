@@ -76,7 +76,7 @@ impl<'a> Parts<'a> {
                 step_count: record.descriptor.step_count,
                 compensable: record.descriptor.compensable,
             }),
-            cause: None,
+            cause: extras.and_then(|e| e.cause.as_deref()),
         }
     }
 

@@ -27,6 +27,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
+use saga_tracker_core::codec::KnownSchemas;
 use tokio::sync::{mpsc, watch};
 
 use crate::db::failure::{self, FailureKind};
@@ -44,28 +45,27 @@ pub(crate) struct Ingest {
     pub metrics: Arc<Metrics>,
     pub batch_size: usize,
     pub linger: Duration,
-    pub confluent_schema_id: Option<u32>,
+    pub schemas: KnownSchemas,
     pub lanes: usize,
 }
 
-/// Splits raw messages into events to store and messages to dead-letter.
+/// Splits raw messages into events to store and messages to dead-letter; `schemas` says which writer versions
+/// (by fingerprint, or by Confluent schema id) decode.
 pub fn classify(
     messages: &[OwnedMessage],
-    confluent_schema_id: Option<u32>,
+    schemas: &KnownSchemas,
 ) -> (Vec<IncomingEvent>, Vec<(usize, Rejection)>) {
     let mut good = Vec::with_capacity(messages.len());
     let mut bad = Vec::new();
     for (i, m) in messages.iter().enumerate() {
-        let decoded = saga_tracker_core::codec::decode_any(
-            m.payload().unwrap_or_default(),
-            confluent_schema_id,
-        )
-        .map_err(Rejection::from)
-        .and_then(|event| {
-            validate::validate(&event)
-                .map(|()| event)
-                .map_err(Rejection::from)
-        });
+        let decoded = schemas
+            .decode(m.payload().unwrap_or_default())
+            .map_err(Rejection::from)
+            .and_then(|event| {
+                validate::validate(&event)
+                    .map(|()| event)
+                    .map_err(Rejection::from)
+            });
         match decoded {
             Ok(event) => good.push(IncomingEvent {
                 event,
@@ -191,7 +191,7 @@ impl Ingest {
     async fn process(&self, batch: &[OwnedMessage], shutdown: &mut watch::Receiver<bool>) -> bool {
         let partitions = partitions_of(batch);
         self.metrics.stall().batch_started(&partitions);
-        let (good, bad) = classify(batch, self.confluent_schema_id);
+        let (good, bad) = classify(batch, &self.schemas);
         let mut rejected: Vec<(&OwnedMessage, Rejection)> =
             bad.into_iter().map(|(i, r)| (&batch[i], r)).collect();
         if !good.is_empty() {

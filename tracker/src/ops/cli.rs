@@ -124,12 +124,30 @@ pub struct KafkaArgs {
     /// The tracker's consumer group.
     #[arg(long, env = "TRACKER_GROUP_ID", default_value = "saga-tracker-service")]
     pub group_id: String,
-    /// Also accept Confluent-framed messages with this schema registry id.
+    /// Also accept Confluent-framed messages with this schema registry id (the current schema version).
     #[arg(long, env = "TRACKER_CONFLUENT_SCHEMA_ID")]
     pub confluent_schema_id: Option<u32>,
+    /// Also accept Confluent-framed messages with these schema registry ids, `ID=VERSION` pairs (`17=1,18=2`).
+    #[arg(long, env = "TRACKER_REGISTRY_SCHEMA_IDS")]
+    pub registry_schema_ids: Option<saga_tracker_core::codec::RegistryIds>,
+    /// Read only these schema versions; default: every version this build knows.
+    #[arg(long, env = "TRACKER_KNOWN_SCHEMA_VERSIONS", value_delimiter = ',')]
+    pub known_schema_versions: Vec<u32>,
     /// Extra librdkafka properties, `key=value` (repeat).
     #[arg(long = "kafka-property", value_parser = crate::config::parse_key_value)]
     pub kafka_properties: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    /// What the decoder accepts, from the schema flags.
+    pub fn known_schemas(&self) -> Result<saga_tracker_core::codec::KnownSchemas, OpsError> {
+        crate::config::known_schemas(
+            &self.known_schema_versions,
+            self.registry_schema_ids.as_ref(),
+            self.confluent_schema_id,
+        )
+        .map_err(|e| OpsError::Input(e.to_string()))
+    }
 }
 
 /// Flags of `replay`.
@@ -341,13 +359,14 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
         }
         Command::Replay(r) => {
             let store = r.db.store().await?;
+            let schemas = r.kafka.known_schemas()?;
             let options = ReplayOptions {
                 brokers: r.kafka.kafka_brokers,
                 topic: r.kafka.topic,
                 group: r.kafka.group_id,
                 from: r.from,
                 to: r.to,
-                confluent_schema_id: r.kafka.confluent_schema_id,
+                schemas,
                 kafka_properties: r.kafka.kafka_properties,
             };
             let s = replay::run(&store, &options).await?;
@@ -443,6 +462,7 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
             command: DlqCommand::Redrive(r),
         } => {
             let store = r.db.store().await?;
+            let schemas = r.kafka.known_schemas()?;
             let s = redrive::run(
                 &store,
                 &RedriveOptions {
@@ -450,7 +470,7 @@ async fn execute(command: Command) -> Result<u8, OpsError> {
                     dlq_topic: r.kafka.dlq_topic,
                     group: r.redrive_group,
                     reason: r.reason,
-                    confluent_schema_id: r.kafka.confluent_schema_id,
+                    schemas,
                     kafka_properties: r.kafka.kafka_properties,
                 },
             )

@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use saga_tracker_core::codec::KnownSchemas;
 use serde::Serialize;
 
 use super::{OpsError, progress};
@@ -42,8 +43,8 @@ pub struct RedriveOptions {
     pub group: String,
     /// Only messages with this `dlq.reason`.
     pub reason: Option<String>,
-    /// Also accept Confluent framing with this schema id.
-    pub confluent_schema_id: Option<u32>,
+    /// The writer versions and Confluent schema ids that decode.
+    pub schemas: KnownSchemas,
     /// Extra librdkafka properties.
     pub kafka_properties: Vec<(String, String)>,
 }
@@ -188,9 +189,7 @@ async fn redrive_local(
                 *summary.skipped.entry(row.reason.clone()).or_default() += 1;
                 continue;
             }
-            let Some(rejection) =
-                store_local(store, &row, options.confluent_schema_id, summary).await?
-            else {
+            let Some(rejection) = store_local(store, &row, &options.schemas, summary).await? else {
                 store.delete_local_dead_letter(row.id).await?;
                 continue;
             };
@@ -219,11 +218,11 @@ async fn redrive_local(
 async fn store_local(
     store: &Store,
     row: &LocalDeadLetter,
-    confluent_schema_id: Option<u32>,
+    schemas: &KnownSchemas,
     summary: &mut RedriveSummary,
 ) -> Result<Option<Rejection>, OpsError> {
     let message = dlq::local_message(row);
-    let (good, mut bad) = classify(std::slice::from_ref(&message), confluent_schema_id);
+    let (good, mut bad) = classify(std::slice::from_ref(&message), schemas);
     if let Some((_, rejection)) = bad.pop() {
         return Ok(Some(rejection));
     }
@@ -295,7 +294,7 @@ async fn process(
         *summary.skipped.entry(reason).or_default() += 1;
     }
     let tried: Vec<OwnedMessage> = tried.into_iter().cloned().collect();
-    let (good, bad) = classify(&tried, options.confluent_schema_id);
+    let (good, bad) = classify(&tried, &options.schemas);
     for (i, rejection) in &bad {
         let error = rejection.to_string();
         send_back(

@@ -21,6 +21,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use saga_tracker_core::codec::KnownSchemas;
 use serde::Serialize;
 
 use super::{OpsError, progress};
@@ -42,8 +43,8 @@ pub struct ReplayOptions {
     pub from: DateTime<Utc>,
     /// Up to this time (exclusive); see the module doc.
     pub to: Option<DateTime<Utc>>,
-    /// Also accept Confluent framing with this schema id.
-    pub confluent_schema_id: Option<u32>,
+    /// The writer versions and Confluent schema ids that decode.
+    pub schemas: KnownSchemas,
     /// Extra librdkafka properties.
     pub kafka_properties: Vec<(String, String)>,
 }
@@ -378,7 +379,7 @@ async fn ingest(
             next = last.offset() + 1;
             summary.read += batch.len() as u64;
             bar.inc(batch.len() as u64);
-            let (good, bad) = classify(&batch, options.confluent_schema_id);
+            let (good, bad) = classify(&batch, &options.schemas);
             for (_, r) in &bad {
                 *summary.rejected.entry(r.code().to_owned()).or_default() += 1;
             }
