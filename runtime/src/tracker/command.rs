@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::SystemTime;
 
+use super::clock::Stamp;
 use crate::event::{StepError, StepStatus};
 use crate::id::Id;
 use crate::otel::TraceIds;
@@ -28,16 +29,17 @@ pub(crate) struct CallExtras {
     pub metadata: Vec<(Cow<'static, str>, String)>,
 }
 
-/// One event of a step guard. The worker derives everything else: eventId, recordedAt in µs, saga type and step
-/// from the descriptor.
+/// One event of a step guard. The worker derives everything else: eventId, recordedAt in µs (from the stamp),
+/// the duration, saga type and step from the descriptor.
 #[derive(Debug)]
 pub(crate) struct StepRecord {
     pub descriptor: &'static StepDescriptor,
     pub saga_id: Id,
     pub extras: Option<Arc<CallExtras>>,
-    pub at: SystemTime,
-    /// How long the handler ran, in nanoseconds (terminal events; 0 for start events).
-    pub duration_nanos: u64,
+    /// When the event happened: one counter read on the caller's thread.
+    pub at: Stamp,
+    /// When the call started (the start event's stamp; the same as `at` for a start event).
+    pub started: Stamp,
     pub trace: Option<TraceIds>,
     pub error: Option<Box<StepError>>,
     pub attempt: i32,
@@ -56,10 +58,9 @@ mod tests {
 
     #[test]
     fn a_step_event_fits_in_two_cache_lines_with_its_queue_stamp() {
-        // The channel slot is the command plus an 8-byte stamp; every byte is written by the caller and read by
-        // the worker on another core.
+        // The ring slot is the command; every byte is written by the caller and read by the worker on another core.
         assert!(
-            std::mem::size_of::<Command>() + 8 <= 128,
+            std::mem::size_of::<Command>() <= 128,
             "{}",
             std::mem::size_of::<Command>()
         );

@@ -1,9 +1,11 @@
 //! The [`Tracker`]: takes transitions from callers, encodes and delivers them on a worker thread.
 
 mod builder;
+mod clock;
 mod command;
 mod encode;
 mod global;
+mod lanes;
 mod worker;
 
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use builder::{BuildError, TrackerBuilder};
+pub(crate) use clock::Stamp;
 pub(crate) use command::{CallExtras, StepRecord};
 pub use global::{
     FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default,
@@ -26,13 +29,16 @@ use crate::sink::{Delivery, Envelope, Reporter, Sink, SinkError};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{Counters, TrackerStats};
 use crate::transition::{RecordError, Transition};
+use clock::Anchor;
 use command::{Command, Pending};
 use encode::{EventBuf, Parts};
+use lanes::{Lanes, Refused};
 
 /// Records saga step transitions for one service. Cheap to clone (one shared inner state).
 ///
 /// `record` never waits on the network: it timestamps the transition, captures the OpenTelemetry ids and
-/// enqueues it; a worker thread encodes it and hands it to the [`Sink`]. Failed deliveries are counted and
+/// appends it to the calling thread's lane (a ring only this thread writes); a worker thread drains the lanes,
+/// encodes each event and hands it to the [`Sink`]. Failed deliveries are counted and
 /// spooled for [`replay_spool`](Tracker::replay_spool).
 #[derive(Clone)]
 pub struct Tracker {
@@ -51,6 +57,9 @@ impl std::fmt::Debug for Tracker {
 
 struct Inner {
     service: Arc<str>,
+    /// The threads' lanes: where events go.
+    lanes: Arc<Lanes>,
+    /// Flush requests, and events of a thread whose lane is gone (recorded while its thread-locals are destroyed).
     tx: Option<SyncSender<Command>>,
     wakeup: Arc<worker::Wakeup>,
     worker: Option<JoinHandle<()>>,
@@ -62,7 +71,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets the worker drain what is queued and stop.
+        // Closing the channel lets the worker drain the lanes and stop.
         self.tx.take();
         self.wakeup.wake();
         if let Some(worker) = self.worker.take() {
@@ -171,7 +180,8 @@ impl Tracker {
         })
     }
 
-    /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, two cache lines).
+    /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, no lock, no shared cache
+    /// line written: one slot of this thread's lane).
     #[inline]
     pub(crate) fn record_step(&self, record: StepRecord) -> Result<(), RecordError> {
         if record.saga_id.is_empty() {
@@ -203,15 +213,29 @@ impl Tracker {
         RecordError::TooLarge(too_large)
     }
 
-    /// Hands a command to the worker; if its queue is full or it has stopped, spools the event on this thread.
+    /// Hands an event to the worker through this thread's lane; if the lanes hold the queue capacity or the
+    /// worker has stopped, spools the event on this thread.
     #[inline]
     fn enqueue(&self, command: Command) {
+        match self.inner.lanes.push(command) {
+            Ok(()) => {}
+            Err(Refused::Full(command)) => self.spool_directly(command, "tracker queue full"),
+            Err(Refused::Stopped(command)) => {
+                self.spool_directly(command, "tracker worker stopped")
+            }
+            Err(Refused::NoLane(command)) => self.enqueue_shared(command),
+        }
+    }
+
+    /// Hands an event to the worker through the shared queue (a thread without a lane).
+    #[cold]
+    fn enqueue_shared(&self, command: Command) {
         let Some(tx) = &self.inner.tx else {
             self.spool_directly(command, "tracker is shut down");
             return;
         };
         match tx.try_send(command) {
-            Ok(()) => self.inner.wakeup.after_push(),
+            Ok(()) => self.inner.wakeup.wake_lingering(),
             Err(TrySendError::Full(command)) => {
                 self.inner.wakeup.wake_lingering();
                 self.spool_directly(command, "tracker queue full")
@@ -225,7 +249,7 @@ impl Tracker {
     /// Encodes an event the worker cannot take and keeps it in the spool (counted as recorded and failed).
     #[cold]
     fn spool_directly(&self, command: Command, reason: &str) {
-        let Some(parts) = Parts::of(&command) else {
+        let Some(parts) = Parts::of(&command, &Anchor::now()) else {
             return;
         };
         let mut buf = EventBuf::default();
@@ -244,7 +268,8 @@ impl Tracker {
         }
     }
 
-    /// Waits until every transition recorded so far has been delivered or spooled, or `timeout` passes.
+    /// Waits until every transition recorded so far, on any thread, has been delivered or spooled, or `timeout`
+    /// passes (the worker drains every thread's lane, including the segment it is writing).
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let start = Instant::now();
         if let Some(tx) = &self.inner.tx {
