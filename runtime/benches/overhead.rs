@@ -1,4 +1,5 @@
-//! caller_overhead: time added per call by #[saga_step] (Kafka sink on the mock cluster) and, as the baseline, by
+//! caller_overhead: time added per call by #[saga_step] (Kafka sink on the mock cluster, the tracker installed
+//! globally as a service does) and, as the baseline, by
 //! #[tracing::instrument] with a fmt layer writing to io::sink(), over the same function unannotated; and, as the
 //! second baseline, by #[fastrace::trace] under a root span of 1,024 spans, its reporter dropping every span on
 //! fastrace's background thread (the set-up fastrace's docs give for production).
@@ -116,7 +117,10 @@ fn bench(c: &mut Criterion) {
         fastrace::collector::Config::default().report_interval(Duration::from_millis(10)),
     );
     let (_kafka, tracker, _topic, _spool) = kafka_tracker("bench-service");
-    // The same recording with a sink that acknowledges at once: the caller's own cost, without the mock
+    // The Kafka tracker is the process's global one (`init`), as in a service; the saga_step rows use it.
+    let _flush_on_exit = saga_tracker::init(tracker.clone()).expect("init");
+    // The same recording with a sink that acknowledges at once, installed as a scoped override (`with_default`,
+    // which costs a reference-count increment and decrement per call): the caller's own cost, without the mock
     // brokers and librdkafka threads competing for this machine's two cores (information, not a target).
     let null = saga_tracker::Tracker::builder()
         .service("bench-service")
@@ -142,12 +146,11 @@ fn bench(c: &mut Criterion) {
         sync.bench_function("plain", |b| {
             b.iter_custom(|n| run(n, &|i| drop(black_box(plain(i))), &|| ()))
         });
+        // The global tracker, as a service installs it (`saga_tracker::init`): the production path.
         sync.bench_function("saga_step", |b| {
-            saga_tracker::with_default(&tracker, || {
-                b.iter_custom(|n| {
-                    run(n, &|i| drop(black_box(annotated(i))), &|| {
-                        flush_elsewhere(&tracker)
-                    })
+            b.iter_custom(|n| {
+                run(n, &|i| drop(black_box(annotated(i))), &|| {
+                    flush_elsewhere(&tracker)
                 })
             })
         });
@@ -186,14 +189,12 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|n| run(n, &|i| drop(black_box(run_ready(plain_async(i)))), &|| ()))
         });
         asynch.bench_function("saga_step", |b| {
-            saga_tracker::with_default(&tracker, || {
-                b.iter_custom(|n| {
-                    run(
-                        n,
-                        &|i| drop(black_box(run_ready(annotated_async(i)))),
-                        &|| flush_elsewhere(&tracker),
-                    )
-                })
+            b.iter_custom(|n| {
+                run(
+                    n,
+                    &|i| drop(black_box(run_ready(annotated_async(i)))),
+                    &|| flush_elsewhere(&tracker),
+                )
             })
         });
         asynch.bench_function("tracing_instrument", |b| {

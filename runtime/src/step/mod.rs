@@ -134,7 +134,7 @@ impl StepGuard {
             crate::tracker::note_unrecorded(d.saga_type, d.step);
             return;
         };
-        let record = StepRecord {
+        let make = || StepRecord {
             descriptor: d,
             saga_id: self.saga_id.clone(),
             extras: self.extras.clone(),
@@ -145,7 +145,9 @@ impl StepGuard {
             attempt: self.attempt,
             status,
         };
-        if let Err(err) = tracker.record_step(record) {
+        if let Err(err) =
+            tracker.record_step(d, &self.saga_id, self.extras.as_deref(), make)
+        {
             tracing::error!(%err, handler = %d.fn_path(), "saga-tracker: a step transition could not be recorded");
         }
     }

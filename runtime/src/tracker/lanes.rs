@@ -99,23 +99,23 @@ impl Lanes {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `command` to this thread's lane: a slot write and a store of the ring's tail.
+    /// Appends the event `make` builds to this thread's lane: a slot write and a store of the ring's tail.
     #[inline]
-    pub(crate) fn push(self: &Arc<Self>, command: Command) -> Result<(), Refused> {
-        let mut command = Some(command);
+    pub(crate) fn push_with(self: &Arc<Self>, make: impl FnOnce() -> Command) -> Result<(), Refused> {
+        let mut make = Some(make);
         let pushed = WRITERS.try_with(|writers| {
             let Ok(mut writers) = writers.try_borrow_mut() else {
                 return None;
             };
-            let command = command.take()?;
+            let make = make.take()?;
             Some(match writers.first_mut() {
-                Some(writer) if Arc::ptr_eq(&writer.lanes, self) => writer.push(command),
-                _ => self.push_new_writer(&mut writers, command),
+                Some(writer) if Arc::ptr_eq(&writer.lanes, self) => writer.push_with(make),
+                _ => self.push_new_writer(&mut writers, make()),
             })
         });
-        match (pushed, command) {
+        match (pushed, make) {
             (Ok(Some(result)), _) => result,
-            (_, Some(command)) => Err(Refused::NoLane(command)),
+            (_, Some(make)) => Err(Refused::NoLane(make())),
             // The closure took the event and always answers once it has.
             (_, None) => Ok(()),
         }
@@ -209,6 +209,14 @@ impl Lanes {
 }
 
 impl Writer {
+    #[inline]
+    fn push_with(&mut self, make: impl FnOnce() -> Command) -> Result<(), Refused> {
+        if self.producer.is_full() {
+            return self.chain(make());
+        }
+        self.push(make())
+    }
+
     #[inline]
     fn push(&mut self, command: Command) -> Result<(), Refused> {
         match self.producer.push(command) {

@@ -24,6 +24,8 @@ pub(crate) use global::{TrackerHandle, current_handle, note_unrecorded};
 
 use crate::bounds::{self, Field, TooLarge};
 use crate::codec::Framing;
+use crate::id::Id;
+use crate::registry::StepDescriptor;
 use crate::otel::TraceIds;
 use crate::sink::{Delivery, Envelope, Reporter, Sink, SinkError};
 use crate::spool::{Spool, SpoolError};
@@ -181,20 +183,27 @@ impl Tracker {
     }
 
     /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, no lock, no shared cache
-    /// line written: one slot of this thread's lane).
+    /// line written). The ids are checked against their bounds (length comparisons), then `make` builds the event
+    /// in this thread's lane.
     #[inline]
-    pub(crate) fn record_step(&self, record: StepRecord) -> Result<(), RecordError> {
-        if record.saga_id.is_empty() {
+    pub(crate) fn record_step(
+        &self,
+        descriptor: &'static StepDescriptor,
+        saga_id: &Id,
+        extras: Option<&CallExtras>,
+        make: impl FnOnce() -> StepRecord,
+    ) -> Result<(), RecordError> {
+        if saga_id.is_empty() {
             return Err(RecordError::EmptySagaId {
-                saga_type: record.descriptor.saga_type.to_owned(),
-                step: record.descriptor.step.to_owned(),
+                saga_type: descriptor.saga_type.to_owned(),
+                step: descriptor.step.to_owned(),
             });
         }
         // length comparisons only: the caller's path stays as cheap as it was
-        if let Err(too_large) = step_bounds(&record) {
+        if let Err(too_large) = step_bounds(descriptor, saga_id, extras) {
             return Err(self.refuse(too_large));
         }
-        self.enqueue(Command::Step(record));
+        self.enqueue_with(|| Command::Step(make()));
         Ok(())
     }
 
@@ -217,7 +226,13 @@ impl Tracker {
     /// worker has stopped, spools the event on this thread.
     #[inline]
     fn enqueue(&self, command: Command) {
-        match self.inner.lanes.push(command) {
+        self.enqueue_with(|| command);
+    }
+
+    /// [`enqueue`](Tracker::enqueue) of the event `make` builds (in its slot of the lane, when inlined).
+    #[inline]
+    fn enqueue_with(&self, make: impl FnOnce() -> Command) {
+        match self.inner.lanes.push_with(make) {
             Ok(()) => {}
             Err(Refused::Full(command)) => self.spool_directly(command, "tracker queue full"),
             Err(Refused::Stopped(command)) => {
@@ -374,12 +389,15 @@ impl Tracker {
 
 /// The ids and names of a step event against their bounds (free text is cut later, by the worker).
 #[inline]
-fn step_bounds(record: &StepRecord) -> Result<(), TooLarge> {
-    let d = record.descriptor;
-    bounds::check_len(Field::SagaId, record.saga_id.len())?;
+fn step_bounds(
+    d: &StepDescriptor,
+    saga_id: &Id,
+    extras: Option<&CallExtras>,
+) -> Result<(), TooLarge> {
+    bounds::check_len(Field::SagaId, saga_id.len())?;
     bounds::check_len(Field::SagaType, d.saga_type.len())?;
     bounds::check_len(Field::Step, d.step.len())?;
-    match record.extras.as_ref().and_then(|e| e.order_id.as_ref()) {
+    match extras.and_then(|e| e.order_id.as_ref()) {
         Some(order) => bounds::check_len(Field::OrderId, order.len()),
         None => Ok(()),
     }
