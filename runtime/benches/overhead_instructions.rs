@@ -71,7 +71,8 @@ fn main() {
         "plain_async" => (0..calls).for_each(|i| drop(black_box(run_ready(plain_async(i))))),
         "fastrace" | "fastrace_async" => {
             for chunk in 0..calls.div_ceil(1_024) {
-                let root = fastrace::Span::root("bench", fastrace::collector::SpanContext::random());
+                let root =
+                    fastrace::Span::root("bench", fastrace::collector::SpanContext::random());
                 let _parent = root.set_local_parent();
                 for i in chunk * 1_024..((chunk + 1) * 1_024).min(calls) {
                     if variant == "fastrace" {

@@ -145,9 +145,7 @@ impl StepGuard {
             attempt: self.attempt,
             status,
         };
-        if let Err(err) =
-            tracker.record_step(d, &self.saga_id, self.extras.as_deref(), make)
-        {
+        if let Err(err) = tracker.record_step(d, &self.saga_id, self.extras.as_deref(), make) {
             tracing::error!(%err, handler = %d.fn_path(), "saga-tracker: a step transition could not be recorded");
         }
     }

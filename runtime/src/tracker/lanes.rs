@@ -101,7 +101,10 @@ impl Lanes {
 
     /// Appends the event `make` builds to this thread's lane: a slot write and a store of the ring's tail.
     #[inline]
-    pub(crate) fn push_with(self: &Arc<Self>, make: impl FnOnce() -> Command) -> Result<(), Refused> {
+    pub(crate) fn push_with(
+        self: &Arc<Self>,
+        make: impl FnOnce() -> Command,
+    ) -> Result<(), Refused> {
         let mut make = Some(make);
         let pushed = WRITERS.try_with(|writers| {
             let Ok(mut writers) = writers.try_borrow_mut() else {
