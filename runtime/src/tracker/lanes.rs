@@ -72,14 +72,15 @@ thread_local! {
     static WRITERS: RefCell<Vec<Writer>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Why an event did not go into this thread's lane; the event comes back to the caller.
+/// Why an event did not go into this thread's lane; the event comes back to the caller, boxed (a refusal is rare,
+/// and a small result keeps the hot path from copying a whole event on return).
 pub(crate) enum Refused {
     /// The tracker's segments hold its queue capacity.
-    Full(Command),
+    Full(Box<Command>),
     /// This thread has no lane now (its thread-locals are being destroyed): use the shared queue.
-    NoLane(Command),
+    NoLane(Box<Command>),
     /// The worker has stopped.
-    Stopped(Command),
+    Stopped(Box<Command>),
 }
 
 impl Lanes {
@@ -118,7 +119,7 @@ impl Lanes {
         });
         match (pushed, make) {
             (Ok(Some(result)), _) => result,
-            (_, Some(make)) => Err(Refused::NoLane(make())),
+            (_, Some(make)) => Err(Refused::NoLane(Box::new(make()))),
             // The closure took the event and always answers once it has.
             (_, None) => Ok(()),
         }
@@ -137,7 +138,7 @@ impl Lanes {
             return writers[0].push(command);
         }
         if self.closed.load(Ordering::Acquire) {
-            return Err(Refused::Stopped(command));
+            return Err(Refused::Stopped(Box::new(command)));
         }
         // A thread's first segment is always granted, so every thread can record while the worker keeps up.
         self.slots.fetch_add(self.segment, Ordering::AcqRel);
@@ -233,14 +234,14 @@ impl Writer {
     fn chain(&mut self, command: Command) -> Result<(), Refused> {
         let lanes = &self.lanes;
         if lanes.closed.load(Ordering::Acquire) {
-            return Err(Refused::Stopped(command));
+            return Err(Refused::Stopped(Box::new(command)));
         }
         let segment = lanes.segment;
         let held = lanes.slots.fetch_add(segment, Ordering::AcqRel) + segment;
         if held > lanes.capacity {
             lanes.slots.fetch_sub(segment, Ordering::AcqRel);
             lanes.wakeup.wake_lingering();
-            return Err(Refused::Full(command));
+            return Err(Refused::Full(Box::new(command)));
         }
         let (producer, consumer) = RingBuffer::new(segment);
         self.lane.segments().push_back(consumer);
@@ -251,7 +252,7 @@ impl Writer {
         }
         match self.producer.push(command) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(command)) => Err(Refused::Full(command)),
+            Err(PushError::Full(command)) => Err(Refused::Full(Box::new(command))),
         }
     }
 }

@@ -234,11 +234,11 @@ impl Tracker {
     fn enqueue_with(&self, make: impl FnOnce() -> Command) {
         match self.inner.lanes.push_with(make) {
             Ok(()) => {}
-            Err(Refused::Full(command)) => self.spool_directly(command, "tracker queue full"),
+            Err(Refused::Full(command)) => self.spool_directly(*command, "tracker queue full"),
             Err(Refused::Stopped(command)) => {
-                self.spool_directly(command, "tracker worker stopped")
+                self.spool_directly(*command, "tracker worker stopped")
             }
-            Err(Refused::NoLane(command)) => self.enqueue_shared(command),
+            Err(Refused::NoLane(command)) => self.enqueue_shared(*command),
         }
     }
 
