@@ -18,6 +18,8 @@ use crate::transition::Transition;
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub at: SystemTime,
+    /// When it was recorded, on the counter step events use: the worker delivers events in this order.
+    pub stamp: Stamp,
     pub trace: Option<TraceIds>,
     pub transition: Transition,
 }
@@ -44,6 +46,17 @@ pub(crate) struct StepRecord {
     pub error: Option<Box<StepError>>,
     pub attempt: i32,
     pub status: StepStatus,
+}
+
+impl Command {
+    /// When the event was recorded (a flush carries no event: zero).
+    pub(crate) fn stamp(&self) -> Stamp {
+        match self {
+            Command::Step(record) => record.at,
+            Command::Record(pending) => pending.stamp,
+            Command::Flush(_) => Stamp::ZERO,
+        }
+    }
 }
 
 pub(crate) enum Command {

@@ -36,6 +36,9 @@ pub(crate) struct Lanes {
     segment: usize,
     /// Set by the worker when it stops: a thread's writer for these lanes can be dropped.
     closed: AtomicBool,
+    /// Set by the worker while the events it holds and the segments exceed the capacity (read per event, written
+    /// once per round at most: the line stays in every caller's cache).
+    over: AtomicBool,
     wakeup: Arc<Wakeup>,
 }
 
@@ -92,6 +95,7 @@ impl Lanes {
             capacity,
             segment: SEGMENT.min(capacity).max(1),
             closed: AtomicBool::new(false),
+            over: AtomicBool::new(false),
             wakeup,
         }
     }
@@ -206,6 +210,25 @@ impl Lanes {
         taken
     }
 
+    /// The worker holds `n` more taken events until it delivers them: they count against the capacity.
+    pub(crate) fn hold(&self, n: usize) {
+        let held = self.slots.fetch_add(n, Ordering::AcqRel) + n;
+        self.set_over(held);
+    }
+
+    fn set_over(&self, held: usize) {
+        let over = held > self.capacity;
+        if self.over.load(Ordering::Relaxed) != over {
+            self.over.store(over, Ordering::Release);
+        }
+    }
+
+    /// The worker delivered `n` of the events it held.
+    pub(crate) fn release(&self, n: usize) {
+        let held = self.slots.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
+        self.set_over(held);
+    }
+
     /// The worker has stopped: threads drop their writers for these lanes when they next record.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -215,6 +238,9 @@ impl Lanes {
 impl Writer {
     #[inline]
     fn push_with(&mut self, make: impl FnOnce() -> Command) -> Result<(), Refused> {
+        if self.lanes.over.load(Ordering::Relaxed) {
+            return Err(Refused::Full(Box::new(make())));
+        }
         if self.producer.is_full() {
             return self.chain(make());
         }

@@ -156,6 +156,7 @@ impl Tracker {
         self.check(&transition)?;
         self.enqueue(Command::Record(Box::new(Pending {
             at,
+            stamp: Stamp::now(),
             trace,
             transition,
         })));

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
 
-use super::clock::Anchor;
+use super::clock::{Anchor, Stamp};
 use super::command::Command;
 use super::encode::{EventBuf, Parts};
 use super::lanes::Lanes;
@@ -22,7 +22,7 @@ use crate::stats::Counters;
 #[derive(Debug)]
 pub(crate) struct Wakeup {
     lingering: AtomicBool,
-    /// Set by flush and shutdown: the next round drains everything, not just the filled segments.
+    /// Set by flush and shutdown (the queue then holds the request; a round always drains every lane).
     drain_all: AtomicBool,
     thread: OnceLock<Thread>,
 }
@@ -108,38 +108,64 @@ impl Worker {
                 }
             }
         };
+        // Events taken from the lanes wait here until they are delivered in the order of their stamps.
+        let mut batch: Vec<Command> = Vec::new();
+        let mut flushes = Vec::new();
         loop {
-            // A round takes the segments callers have filled, so the worker stays a batch behind them instead of
-            // chasing the slot each of them is writing. Flush and shutdown drain everything; so does a round that
-            // found no filled segment (a trickle of events, or the last few of a burst).
-            let drain_all = wakeup.drain_all.swap(false, Ordering::AcqRel);
+            // A round takes every lane's events recorded so far and delivers, in stamp order, those stamped before
+            // the round began. A saga whose task moved between threads has its events in two lanes; an event
+            // stamped before the round began was pushed before any later event of its saga was stamped (the task
+            // moved after the push), so the round has it and the sort puts it first. Events stamped during the
+            // round wait for the next one. Flush and shutdown deliver everything.
+            wakeup.drain_all.store(false, Ordering::Release);
+            let cutoff = Stamp::now();
             let anchor = Anchor::now();
-            let mut taken = lanes.drain(drain_all, &mut scratch, &mut |c| handle(c, &anchor));
-            if taken == 0 && !drain_all {
-                taken = lanes.drain(true, &mut scratch, &mut |c| handle(c, &anchor));
-            }
+            let before = batch.len();
+            lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
+            let mut disconnected = false;
             loop {
                 match rx.try_recv() {
-                    Ok(Command::Flush(done)) => {
-                        // Everything recorded before the flush was asked for is in a lane or ahead in this queue.
-                        taken += lanes.drain(true, &mut scratch, &mut |c| handle(c, &anchor));
-                        let _ = done.send(());
-                    }
-                    Ok(command) => {
-                        handle(command, &anchor);
-                        taken += 1;
-                    }
+                    Ok(Command::Flush(done)) => flushes.push(done),
+                    Ok(command) => batch.push(command),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        // The last handle is gone: no thread records to these lanes any more.
-                        lanes.drain(true, &mut scratch, &mut |c| handle(c, &anchor));
-                        lanes.close();
-                        return;
+                        disconnected = true;
+                        break;
                     }
                 }
             }
+            let everything = disconnected || !flushes.is_empty();
+            if everything {
+                // Everything recorded before the flush was asked for is in a lane or was in the queue.
+                lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
+            }
+            let taken = batch.len() - before;
+            lanes.hold(taken);
+            // Each lane's events are already in stamp order: the sort merges runs.
+            batch.sort_by_key(Command::stamp);
+            let ready = if everything {
+                batch.len()
+            } else {
+                batch.partition_point(|c| c.stamp() < cutoff)
+            };
+            for command in batch.drain(..ready) {
+                handle(command, &anchor);
+            }
+            lanes.release(ready);
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            if disconnected {
+                // The last handle is gone: no thread records to these lanes any more.
+                lanes.close();
+                return;
+            }
             wakeup.lingering.store(true, Ordering::Release);
-            std::thread::park_timeout(if taken == 0 { IDLE_LINGER } else { LINGER });
+            std::thread::park_timeout(if taken == 0 && batch.is_empty() {
+                IDLE_LINGER
+            } else {
+                LINGER
+            });
             wakeup.lingering.store(false, Ordering::Release);
         }
     }
