@@ -1,5 +1,8 @@
-//! caller_overhead: time added per call by #[saga_step] (Kafka sink on the mock cluster) and, as the baseline, by
-//! #[tracing::instrument] with a fmt layer writing to io::sink(), over the same function unannotated.
+//! caller_overhead: time added per call by #[saga_step] (Kafka sink on the mock cluster, the tracker installed
+//! globally as a service does) and, as the baseline, by
+//! #[tracing::instrument] with a fmt layer writing to io::sink(), over the same function unannotated; and, as the
+//! second baseline, by #[fastrace::trace] under a root span of 1,024 spans, its reporter dropping every span on
+//! fastrace's background thread (the set-up fastrace's docs give for production).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 mod support;
@@ -71,9 +74,53 @@ fn chunked<C: Clock>(iters: u64, mut call: impl FnMut(u64), mut between: impl Fn
     total
 }
 
+/// fastrace's reporter for the bench: drops every span, on fastrace's collector thread.
+struct DropSpans;
+
+impl fastrace::collector::Reporter for DropSpans {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        drop(black_box(spans));
+    }
+}
+
+/// Spans per fastrace root span: the root (and its hand-off to the collector) is replaced every this many calls,
+/// inside the timed region.
+const SPANS_PER_ROOT: u64 = 1_024;
+
+thread_local! {
+    /// The current fastrace root span and its local-parent guard (the guard drops first).
+    static ROOT: std::cell::RefCell<Option<(fastrace::local::LocalParentGuard, fastrace::Span)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Before call `i`: a fresh root every [`SPANS_PER_ROOT`] calls (dropping the old one submits its spans).
+#[inline]
+fn fastrace_root(i: u64) {
+    if i.is_multiple_of(SPANS_PER_ROOT) {
+        ROOT.with(|root| {
+            root.borrow_mut().take();
+            let span = fastrace::Span::root("bench", fastrace::collector::SpanContext::random());
+            let guard = span.set_local_parent();
+            *root.borrow_mut() = Some((guard, span));
+        });
+    }
+}
+
+/// Ends the current root span (its spans go to the collector).
+fn fastrace_end_root() {
+    ROOT.with(|root| root.borrow_mut().take());
+}
+
 fn bench(c: &mut Criterion) {
+    fastrace::set_reporter(
+        DropSpans,
+        fastrace::collector::Config::default().report_interval(Duration::from_millis(10)),
+    );
     let (_kafka, tracker, _topic, _spool) = kafka_tracker("bench-service");
-    // The same recording with a sink that acknowledges at once: the caller's own cost, without the mock
+    // The Kafka tracker is the process's global one (`init`), as in a service; the saga_step rows use it.
+    let _flush_on_exit = saga_tracker::init(tracker.clone()).expect("init");
+    // The same recording with a sink that acknowledges at once, installed as a scoped override (`with_default`,
+    // which costs a reference-count increment and decrement per call): the caller's own cost, without the mock
     // brokers and librdkafka threads competing for this machine's two cores (information, not a target).
     let null = saga_tracker::Tracker::builder()
         .service("bench-service")
@@ -99,12 +146,11 @@ fn bench(c: &mut Criterion) {
         sync.bench_function("plain", |b| {
             b.iter_custom(|n| run(n, &|i| drop(black_box(plain(i))), &|| ()))
         });
+        // The global tracker, as a service installs it (`saga_tracker::init`): the production path.
         sync.bench_function("saga_step", |b| {
-            saga_tracker::with_default(&tracker, || {
-                b.iter_custom(|n| {
-                    run(n, &|i| drop(black_box(annotated(i))), &|| {
-                        flush_elsewhere(&tracker)
-                    })
+            b.iter_custom(|n| {
+                run(n, &|i| drop(black_box(annotated(i))), &|| {
+                    flush_elsewhere(&tracker)
                 })
             })
         });
@@ -122,6 +168,20 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|n| run(n, &|i| drop(black_box(instrumented(i))), &|| ()))
             })
         });
+        sync.bench_function("fastrace_trace", |b| {
+            b.iter_custom(|n| {
+                let took = run(
+                    n,
+                    &|i| {
+                        fastrace_root(i);
+                        drop(black_box(fastraced(i)))
+                    },
+                    &|| (),
+                );
+                fastrace_end_root();
+                took
+            })
+        });
         sync.finish();
 
         let mut asynch = c.benchmark_group(format!("caller_overhead_async{clock}"));
@@ -129,14 +189,12 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|n| run(n, &|i| drop(black_box(run_ready(plain_async(i)))), &|| ()))
         });
         asynch.bench_function("saga_step", |b| {
-            saga_tracker::with_default(&tracker, || {
-                b.iter_custom(|n| {
-                    run(
-                        n,
-                        &|i| drop(black_box(run_ready(annotated_async(i)))),
-                        &|| flush_elsewhere(&tracker),
-                    )
-                })
+            b.iter_custom(|n| {
+                run(
+                    n,
+                    &|i| drop(black_box(run_ready(annotated_async(i)))),
+                    &|| flush_elsewhere(&tracker),
+                )
             })
         });
         asynch.bench_function("tracing_instrument", |b| {
@@ -148,6 +206,20 @@ fn bench(c: &mut Criterion) {
                         &|| (),
                     )
                 })
+            })
+        });
+        asynch.bench_function("fastrace_trace", |b| {
+            b.iter_custom(|n| {
+                let took = run(
+                    n,
+                    &|i| {
+                        fastrace_root(i);
+                        drop(black_box(run_ready(fastraced_async(i))))
+                    },
+                    &|| (),
+                );
+                fastrace_end_root();
+                took
             })
         });
         asynch.finish();

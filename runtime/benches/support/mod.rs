@@ -44,6 +44,12 @@ pub fn instrumented(id: u64) -> Result<u64, BenchError> {
     Ok(black_box(id).wrapping_mul(31))
 }
 
+#[fastrace::trace]
+#[inline(never)]
+pub fn fastraced(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
 #[inline(never)]
 pub async fn plain_async(id: u64) -> Result<u64, BenchError> {
     Ok(black_box(id).wrapping_mul(31))
@@ -58,6 +64,12 @@ pub async fn annotated_async(id: u64) -> Result<u64, BenchError> {
 #[tracing::instrument]
 #[inline(never)]
 pub async fn instrumented_async(id: u64) -> Result<u64, BenchError> {
+    Ok(black_box(id).wrapping_mul(31))
+}
+
+#[fastrace::trace]
+#[inline(never)]
+pub async fn fastraced_async(id: u64) -> Result<u64, BenchError> {
     Ok(black_box(id).wrapping_mul(31))
 }
 

@@ -16,7 +16,6 @@ mod run;
 use std::any::Any;
 use std::panic::resume_unwind;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 pub use cause::{Cause, Scoped};
 pub use context::*;
@@ -28,7 +27,7 @@ use crate::event::{StepError, StepStatus};
 use crate::id::Id;
 use crate::otel::TraceIds;
 use crate::registry::{HandlerKind, StepDescriptor};
-use crate::tracker::{CallExtras, StepRecord, TrackerHandle};
+use crate::tracker::{CallExtras, Stamp, StepRecord, TrackerHandle};
 
 /// The error kind recorded when a step panics.
 pub const PANIC_KIND: &str = "panic";
@@ -45,10 +44,9 @@ pub struct StepGuard {
     attempt: i32,
     /// Order id and metadata, when the step has any: one allocation shared by both events.
     extras: Option<Arc<CallExtras>>,
-    /// When STARTED was recorded. Durations are differences of the wall clock, which is read once per event
-    /// (on some machines a clock read costs ~50 ns; a monotonic clock would double the reads). A clock stepped
-    /// backwards mid-step gives a duration of 0.
-    started: SystemTime,
+    /// When STARTED was recorded: one read of the CPU's counter per event (no system call); the worker derives
+    /// wall-clock times and the duration from the stamps.
+    started: Stamp,
     /// The OpenTelemetry ids of the span the step started in, used for its start and its end event.
     trace: Option<TraceIds>,
     finished: bool,
@@ -85,7 +83,7 @@ impl StepGuard {
             saga_id,
             attempt,
             extras,
-            started: SystemTime::now(),
+            started: Stamp::now(),
             trace: TraceIds::current(),
             finished: false,
         };
@@ -93,7 +91,7 @@ impl StepGuard {
             HandlerKind::Step => StepStatus::Started,
             HandlerKind::Compensation => StepStatus::CompensationStarted,
         };
-        guard.record_at(guard.started, 0, status, None);
+        guard.record_at(guard.started, status, None);
         guard
     }
 
@@ -138,24 +136,14 @@ impl StepGuard {
         }
     }
 
-    /// Records a terminal event now, with the time since STARTED as its duration (0 if the clock was stepped
-    /// backwards in between).
+    /// Records a terminal event now (its duration is the time since STARTED).
     #[inline]
     fn record_now(&self, status: StepStatus, error: Option<StepError>) {
-        let now = SystemTime::now();
-        let duration = now.duration_since(self.started).unwrap_or_default();
-        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        self.record_at(now, nanos, status, error);
+        self.record_at(Stamp::now(), status, error);
     }
 
     #[inline]
-    fn record_at(
-        &self,
-        at: SystemTime,
-        duration_nanos: u64,
-        status: StepStatus,
-        error: Option<StepError>,
-    ) {
+    fn record_at(&self, at: Stamp, status: StepStatus, error: Option<StepError>) {
         let d = self.descriptor;
         if status == StepStatus::Failed {
             cause::remember_failure(self.saga_id.as_str(), d.step, self.attempt);
@@ -164,18 +152,18 @@ impl StepGuard {
             crate::tracker::note_unrecorded(d.saga_type, d.step);
             return;
         };
-        let record = StepRecord {
+        let make = || StepRecord {
             descriptor: d,
             saga_id: self.saga_id.clone(),
             extras: self.extras.clone(),
             at,
-            duration_nanos,
+            started: self.started,
             trace: self.trace,
             error: error.map(Box::new),
             attempt: self.attempt,
             status,
         };
-        if let Err(err) = tracker.record_step(record) {
+        if let Err(err) = tracker.record_step(d, &self.saga_id, self.extras.as_deref(), make) {
             tracing::error!(%err, handler = %d.fn_path(), "saga-tracker: a step transition could not be recorded");
         }
     }

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::lanes::Lanes;
 use super::{Inner, Tracker, worker};
+
+/// Slots of the shared queue (flush requests, events of threads without a lane).
+const SHARED_QUEUE: usize = 1_024;
 use crate::codec::Framing;
 use crate::sink::{Reporter, Sink};
 use crate::spool::{Spool, SpoolError};
@@ -122,7 +126,9 @@ impl TrackerBuilder {
         self
     }
 
-    /// How many transitions may wait for the worker (default 65 536). When full, `record` spools instead of waiting.
+    /// How many transitions may wait for the worker (default 65 536), across all threads' lanes (each thread that
+    /// records also holds one segment of up to 512 events, granted even past this capacity). When full, `record`
+    /// spools instead of waiting.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self
@@ -173,25 +179,32 @@ impl TrackerBuilder {
             spool,
             last_error: Mutex::new(None),
         });
-        let (tx, rx) = std::sync::mpsc::sync_channel(self.queue_capacity);
-        let wakeup = Arc::new(worker::Wakeup::new(self.queue_capacity));
+        // Calibrates the event clock here, not on a caller's first step.
+        let _ = super::clock::Stamp::now();
+        // The shared queue carries flushes and the rare event of a thread without a lane; events go to lanes.
+        let (tx, rx) = std::sync::mpsc::sync_channel(self.queue_capacity.min(SHARED_QUEUE));
+        let wakeup = Arc::new(worker::Wakeup::new());
+        let lanes = Arc::new(Lanes::new(self.queue_capacity, wakeup.clone()));
         let worker = {
-            let (service, sink, reporter, wakeup) = (
-                service.clone(),
-                sink.clone(),
-                reporter.clone(),
-                wakeup.clone(),
-            );
-            let framing = self.framing;
+            let worker = worker::Worker {
+                rx,
+                lanes: lanes.clone(),
+                wakeup: wakeup.clone(),
+                service: service.clone(),
+                framing: self.framing,
+                sink: sink.clone(),
+                reporter: reporter.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("saga-tracker-{service}"))
-                .spawn(move || worker::run(rx, wakeup, service, framing, sink, reporter))
+                .spawn(move || worker.run())
                 .map_err(BuildError::Worker)?
         };
         wakeup.set_thread(worker.thread().clone());
         Ok(Tracker {
             inner: Arc::new(Inner {
                 service,
+                lanes,
                 tx: Some(tx),
                 wakeup,
                 worker: Some(worker),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::SystemTime;
 
+use super::clock::Stamp;
 use crate::event::{StepError, StepStatus};
 use crate::id::Id;
 use crate::otel::TraceIds;
@@ -17,6 +18,8 @@ use crate::transition::Transition;
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub at: SystemTime,
+    /// When it was recorded, on the counter step events use: the worker delivers events in this order.
+    pub stamp: Stamp,
     pub trace: Option<TraceIds>,
     pub transition: Transition,
 }
@@ -30,20 +33,32 @@ pub(crate) struct CallExtras {
     pub cause: Option<Arc<str>>,
 }
 
-/// One event of a step guard. The worker derives everything else: eventId, recordedAt in µs, saga type and step
-/// from the descriptor.
+/// One event of a step guard. The worker derives everything else: eventId, recordedAt in µs (from the stamp),
+/// the duration, saga type and step from the descriptor.
 #[derive(Debug)]
 pub(crate) struct StepRecord {
     pub descriptor: &'static StepDescriptor,
     pub saga_id: Id,
     pub extras: Option<Arc<CallExtras>>,
-    pub at: SystemTime,
-    /// How long the handler ran, in nanoseconds (terminal events; 0 for start events).
-    pub duration_nanos: u64,
+    /// When the event happened: one counter read on the caller's thread.
+    pub at: Stamp,
+    /// When the call started (the start event's stamp; the same as `at` for a start event).
+    pub started: Stamp,
     pub trace: Option<TraceIds>,
     pub error: Option<Box<StepError>>,
     pub attempt: i32,
     pub status: StepStatus,
+}
+
+impl Command {
+    /// When the event was recorded (a flush carries no event: zero).
+    pub(crate) fn stamp(&self) -> Stamp {
+        match self {
+            Command::Step(record) => record.at,
+            Command::Record(pending) => pending.stamp,
+            Command::Flush(_) => Stamp::ZERO,
+        }
+    }
 }
 
 pub(crate) enum Command {
@@ -58,10 +73,9 @@ mod tests {
 
     #[test]
     fn a_step_event_fits_in_two_cache_lines_with_its_queue_stamp() {
-        // The channel slot is the command plus an 8-byte stamp; every byte is written by the caller and read by
-        // the worker on another core.
+        // The ring slot is the command; every byte is written by the caller and read by the worker on another core.
         assert!(
-            std::mem::size_of::<Command>() + 8 <= 128,
+            std::mem::size_of::<Command>() <= 128,
             "{}",
             std::mem::size_of::<Command>()
         );

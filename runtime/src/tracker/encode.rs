@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::{NoContext, Timestamp, Uuid};
 
+use super::clock::Anchor;
 use super::command::{Command, Pending, StepRecord};
 use crate::bounds;
 use crate::codec::Framing;
@@ -45,16 +46,16 @@ pub(crate) struct Shape {
 }
 
 impl<'a> Parts<'a> {
-    /// The event a command carries (a flush carries none).
-    pub(crate) fn of(command: &'a Command) -> Option<Parts<'a>> {
+    /// The event a command carries (a flush carries none); step stamps converted to wall-clock time by `anchor`.
+    pub(crate) fn of(command: &'a Command, anchor: &Anchor) -> Option<Parts<'a>> {
         match command {
-            Command::Step(record) => Some(Parts::of_step(record)),
+            Command::Step(record) => Some(Parts::of_step(record, anchor)),
             Command::Record(pending) => Some(Parts::of_pending(pending)),
             Command::Flush(_) => None,
         }
     }
 
-    fn of_step(record: &'a StepRecord) -> Parts<'a> {
+    fn of_step(record: &'a StepRecord, anchor: &Anchor) -> Parts<'a> {
         let extras = record.extras.as_deref();
         Parts {
             saga_type: record.descriptor.saga_type,
@@ -63,11 +64,11 @@ impl<'a> Parts<'a> {
             status: record.status,
             attempt: record.attempt,
             order_id: extras.and_then(|e| e.order_id.as_deref()),
-            at: record.at,
+            at: anchor.wall(record.at),
             duration: record
                 .status
                 .is_terminal()
-                .then(|| Duration::from_nanos(record.duration_nanos)),
+                .then(|| record.at.since(record.started)),
             error: record.error.as_deref(),
             metadata: extras.map_or(&[], |e| e.metadata.as_slice()),
             trace: record.trace.as_ref(),

@@ -1,9 +1,11 @@
 //! The [`Tracker`]: takes transitions from callers, encodes and delivers them on a worker thread.
 
 mod builder;
+mod clock;
 mod command;
 mod encode;
 mod global;
+mod lanes;
 mod worker;
 
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use builder::{BuildError, TrackerBuilder};
+pub(crate) use clock::Stamp;
 pub(crate) use command::{CallExtras, StepRecord};
 pub use global::{
     FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default,
@@ -21,18 +24,23 @@ pub(crate) use global::{TrackerHandle, current_handle, note_unrecorded};
 
 use crate::bounds::{self, Field, TooLarge};
 use crate::codec::Framing;
+use crate::id::Id;
 use crate::otel::TraceIds;
+use crate::registry::StepDescriptor;
 use crate::sink::{Delivery, Envelope, Reporter, Sink, SinkError};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{Counters, TrackerStats};
 use crate::transition::{RecordError, Transition};
+use clock::Anchor;
 use command::{Command, Pending};
 use encode::{EventBuf, Parts};
+use lanes::{Lanes, Refused};
 
 /// Records saga step transitions for one service. Cheap to clone (one shared inner state).
 ///
 /// `record` never waits on the network: it timestamps the transition, captures the OpenTelemetry ids and
-/// enqueues it; a worker thread encodes it and hands it to the [`Sink`]. Failed deliveries are counted and
+/// appends it to the calling thread's lane (a ring only this thread writes); a worker thread drains the lanes,
+/// encodes each event and hands it to the [`Sink`]. Failed deliveries are counted and
 /// spooled for [`replay_spool`](Tracker::replay_spool).
 #[derive(Clone)]
 pub struct Tracker {
@@ -51,6 +59,9 @@ impl std::fmt::Debug for Tracker {
 
 struct Inner {
     service: Arc<str>,
+    /// The threads' lanes: where events go.
+    lanes: Arc<Lanes>,
+    /// Flush requests, and events of a thread whose lane is gone (recorded while its thread-locals are destroyed).
     tx: Option<SyncSender<Command>>,
     wakeup: Arc<worker::Wakeup>,
     worker: Option<JoinHandle<()>>,
@@ -62,7 +73,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets the worker drain what is queued and stop.
+        // Closing the channel lets the worker drain the lanes and stop.
         self.tx.take();
         self.wakeup.wake();
         if let Some(worker) = self.worker.take() {
@@ -145,6 +156,7 @@ impl Tracker {
         self.check(&transition)?;
         self.enqueue(Command::Record(Box::new(Pending {
             at,
+            stamp: Stamp::now(),
             trace,
             transition,
         })));
@@ -171,20 +183,28 @@ impl Tracker {
         })
     }
 
-    /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, two cache lines).
+    /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, no lock, no shared cache
+    /// line written). The ids are checked against their bounds (length comparisons), then `make` builds the event
+    /// in this thread's lane.
     #[inline]
-    pub(crate) fn record_step(&self, record: StepRecord) -> Result<(), RecordError> {
-        if record.saga_id.is_empty() {
+    pub(crate) fn record_step(
+        &self,
+        descriptor: &'static StepDescriptor,
+        saga_id: &Id,
+        extras: Option<&CallExtras>,
+        make: impl FnOnce() -> StepRecord,
+    ) -> Result<(), RecordError> {
+        if saga_id.is_empty() {
             return Err(RecordError::EmptySagaId {
-                saga_type: record.descriptor.saga_type.to_owned(),
-                step: record.descriptor.step.to_owned(),
+                saga_type: descriptor.saga_type.to_owned(),
+                step: descriptor.step.to_owned(),
             });
         }
         // length comparisons only: the caller's path stays as cheap as it was
-        if let Err(too_large) = step_bounds(&record) {
+        if let Err(too_large) = step_bounds(descriptor, saga_id, extras) {
             return Err(self.refuse(too_large));
         }
-        self.enqueue(Command::Step(record));
+        self.enqueue_with(|| Command::Step(make()));
         Ok(())
     }
 
@@ -203,15 +223,35 @@ impl Tracker {
         RecordError::TooLarge(too_large)
     }
 
-    /// Hands a command to the worker; if its queue is full or it has stopped, spools the event on this thread.
+    /// Hands an event to the worker through this thread's lane; if the lanes hold the queue capacity or the
+    /// worker has stopped, spools the event on this thread.
     #[inline]
     fn enqueue(&self, command: Command) {
+        self.enqueue_with(|| command);
+    }
+
+    /// [`enqueue`](Tracker::enqueue) of the event `make` builds (in its slot of the lane, when inlined).
+    #[inline]
+    fn enqueue_with(&self, make: impl FnOnce() -> Command) {
+        match self.inner.lanes.push_with(make) {
+            Ok(()) => {}
+            Err(Refused::Full(command)) => self.spool_directly(*command, "tracker queue full"),
+            Err(Refused::Stopped(command)) => {
+                self.spool_directly(*command, "tracker worker stopped")
+            }
+            Err(Refused::NoLane(command)) => self.enqueue_shared(*command),
+        }
+    }
+
+    /// Hands an event to the worker through the shared queue (a thread without a lane).
+    #[cold]
+    fn enqueue_shared(&self, command: Command) {
         let Some(tx) = &self.inner.tx else {
             self.spool_directly(command, "tracker is shut down");
             return;
         };
         match tx.try_send(command) {
-            Ok(()) => self.inner.wakeup.after_push(),
+            Ok(()) => self.inner.wakeup.wake_lingering(),
             Err(TrySendError::Full(command)) => {
                 self.inner.wakeup.wake_lingering();
                 self.spool_directly(command, "tracker queue full")
@@ -225,7 +265,7 @@ impl Tracker {
     /// Encodes an event the worker cannot take and keeps it in the spool (counted as recorded and failed).
     #[cold]
     fn spool_directly(&self, command: Command, reason: &str) {
-        let Some(parts) = Parts::of(&command) else {
+        let Some(parts) = Parts::of(&command, &Anchor::now()) else {
             return;
         };
         let mut buf = EventBuf::default();
@@ -244,7 +284,8 @@ impl Tracker {
         }
     }
 
-    /// Waits until every transition recorded so far has been delivered or spooled, or `timeout` passes.
+    /// Waits until every transition recorded so far, on any thread, has been delivered or spooled, or `timeout`
+    /// passes (the worker drains every thread's lane, including the segment it is writing).
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let start = Instant::now();
         if let Some(tx) = &self.inner.tx {
@@ -349,12 +390,15 @@ impl Tracker {
 
 /// The ids and names of a step event against their bounds (free text is cut later, by the worker).
 #[inline]
-fn step_bounds(record: &StepRecord) -> Result<(), TooLarge> {
-    let d = record.descriptor;
-    bounds::check_len(Field::SagaId, record.saga_id.len())?;
+fn step_bounds(
+    d: &StepDescriptor,
+    saga_id: &Id,
+    extras: Option<&CallExtras>,
+) -> Result<(), TooLarge> {
+    bounds::check_len(Field::SagaId, saga_id.len())?;
     bounds::check_len(Field::SagaType, d.saga_type.len())?;
     bounds::check_len(Field::Step, d.step.len())?;
-    match record.extras.as_ref().and_then(|e| e.order_id.as_ref()) {
+    match extras.and_then(|e| e.order_id.as_ref()) {
         Some(order) => bounds::check_len(Field::OrderId, order.len()),
         None => Ok(()),
     }

@@ -1,80 +1,49 @@
-//! The tracker's worker thread: turns queued transitions into framed Avro messages and hands them to the sink.
+//! The tracker's worker thread: turns the events of the callers' lanes into framed Avro messages and hands them to the sink.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
 
+use super::clock::{Anchor, Stamp};
 use super::command::Command;
 use super::encode::{EventBuf, Parts};
+use super::lanes::Lanes;
 use crate::codec::Framing;
 use crate::sink::{Delivery, Reporter, Sink};
 use crate::stats::Counters;
 
-/// Hand-off between callers and the worker, built so a caller never pays for a wake-up (a futex call costs
-/// microseconds — more than recording itself — and the woken worker tends to be placed on the waker's core, where
-/// it takes time slices from the handler): the worker drains the queue, then lingers [`LINGER`] and drains again
-/// (librdkafka lingers 5 ms before a batch anyway), or [`IDLE_LINGER`] after a round that found nothing. Callers
-/// wake it early only when half the queue fills within one linger, or the queue is full; flush and shutdown wake
-/// it at once.
+/// Waking the worker, built so a caller never pays for a wake-up (a futex call costs microseconds — more than
+/// recording itself — and the woken worker tends to be placed on the waker's core, where it takes time slices from
+/// the handler): the worker drains the lanes, then lingers [`LINGER`] and drains again (librdkafka lingers 5 ms
+/// before a batch anyway), or [`IDLE_LINGER`] after a round that found nothing. Callers wake it early only when
+/// the lanes hold half the queue capacity, or all of it; flush and shutdown wake it at once.
 #[derive(Debug)]
 pub(crate) struct Wakeup {
     lingering: AtomicBool,
-    /// Set by flush and shutdown: the next round drains everything, not just its batch.
+    /// Set by flush and shutdown (the queue then holds the request; a round always drains every lane).
     drain_all: AtomicBool,
-    /// Events queued since the worker's last round, as callers report them (in steps of [`REPORT_EVERY`] per
-    /// thread), taken by the worker once per round: alone on its cache lines.
-    queued: crate::stats::Padded<AtomicUsize>,
-    /// Reported events at which a caller wakes a lingering worker early: half the queue.
-    wake_at: usize,
     thread: OnceLock<Thread>,
 }
 
 /// How long the worker waits for more events before it drains again. Short, so a busy round's batch stays small
-/// enough to be in cache when the worker reads it (2 ms of a fast caller is ~2.5 MB of queue slots).
+/// enough to be in cache when the worker reads it.
 pub(crate) const LINGER: Duration = Duration::from_millis(2);
-/// How long it waits after a round that found nothing: an idle service's worker wakes 100 times a second.
+/// How long it waits after a round that found nothing: an idle service's worker wakes 100 times a second, and an
+/// event recorded by a thread that then goes idle is taken within this long.
 pub(crate) const IDLE_LINGER: Duration = Duration::from_millis(10);
-/// A thread reports its pushes to [`Wakeup::queued`] once per this many: one shared atomic add per 256 events
-/// instead of one per event (with many threads recording, a per-event add moves that line between cores).
-pub(crate) const REPORT_EVERY: usize = 256;
-
-thread_local! {
-    /// Pushes by this thread not yet reported to `queued` (any tracker: the count only paces wake-ups).
-    static UNREPORTED: Cell<usize> = const { Cell::new(0) };
-}
 
 impl Wakeup {
-    /// For a queue of `capacity` events.
-    pub(crate) fn new(capacity: usize) -> Wakeup {
+    pub(crate) fn new() -> Wakeup {
         Wakeup {
             lingering: AtomicBool::new(false),
             drain_all: AtomicBool::new(false),
-            queued: crate::stats::Padded(AtomicUsize::new(0)),
-            wake_at: (capacity / 2).max(REPORT_EVERY),
             thread: OnceLock::new(),
         }
     }
 
-    /// After a successful enqueue.
-    #[inline]
-    pub(crate) fn after_push(&self) {
-        let unreported = UNREPORTED.with(|n| {
-            let pushes = n.get() + 1;
-            n.set(if pushes == REPORT_EVERY { 0 } else { pushes });
-            pushes
-        });
-        if unreported == REPORT_EVERY {
-            let queued = self.queued.fetch_add(REPORT_EVERY, Ordering::Relaxed) + REPORT_EVERY;
-            if queued >= self.wake_at {
-                self.wake_lingering();
-            }
-        }
-    }
-
-    /// Wakes the worker if it is lingering (the queue is filling up, or full).
+    /// Wakes the worker if it is lingering (the lanes are filling up, or full).
     #[cold]
     pub(crate) fn wake_lingering(&self) {
         if self.lingering.swap(false, Ordering::AcqRel) {
@@ -99,57 +68,105 @@ impl Wakeup {
     }
 }
 
-pub(crate) fn run(
-    rx: Receiver<Command>,
-    wakeup: Arc<Wakeup>,
-    service: Arc<str>,
-    framing: Framing,
-    sink: Arc<dyn Sink>,
-    reporter: Arc<Reporter>,
-) {
-    crate::priority::lower_own_priority();
-    let mut buf = EventBuf::default();
-    let mut deliver = |parts: &Parts<'_>| {
-        Counters::bump(&reporter.counters.recorded);
-        let envelope = buf.encode(parts, &service, framing);
-        sink.send(envelope, Delivery::live(&reporter));
-        if buf.was_truncated() {
-            Counters::bump(&reporter.counters.truncated);
-        }
-    };
-    let mut handle = |command: Command| match Parts::of(&command) {
-        Some(parts) => deliver(&parts),
-        None => {
-            if let Command::Flush(done) = &command {
+/// What the worker thread owns.
+pub(crate) struct Worker {
+    pub rx: Receiver<Command>,
+    pub lanes: Arc<Lanes>,
+    pub wakeup: Arc<Wakeup>,
+    pub service: Arc<str>,
+    pub framing: Framing,
+    pub sink: Arc<dyn Sink>,
+    pub reporter: Arc<Reporter>,
+}
+
+impl Worker {
+    pub(crate) fn run(self) {
+        crate::priority::lower_own_priority();
+        let Worker {
+            rx,
+            lanes,
+            wakeup,
+            service,
+            framing,
+            sink,
+            reporter,
+        } = self;
+        let mut buf = EventBuf::default();
+        let mut scratch = Vec::new();
+        let mut handle = |command: Command, anchor: &Anchor| match Parts::of(&command, anchor) {
+            Some(parts) => {
+                Counters::bump(&reporter.counters.recorded);
+                let envelope = buf.encode(&parts, &service, framing);
+                sink.send(envelope, Delivery::live(&reporter));
+                if buf.was_truncated() {
+                    Counters::bump(&reporter.counters.truncated);
+                }
+            }
+            None => {
+                if let Command::Flush(done) = &command {
+                    let _ = done.send(());
+                }
+            }
+        };
+        // Events taken from the lanes wait here until they are delivered in the order of their stamps.
+        let mut batch: Vec<Command> = Vec::new();
+        let mut flushes = Vec::new();
+        loop {
+            // A round takes every lane's events recorded so far and delivers, in stamp order, those stamped before
+            // the round began. A saga whose task moved between threads has its events in two lanes; an event
+            // stamped before the round began was pushed before any later event of its saga was stamped (the task
+            // moved after the push), so the round has it and the sort puts it first. Events stamped during the
+            // round wait for the next one. Flush and shutdown deliver everything.
+            wakeup.drain_all.store(false, Ordering::Release);
+            let cutoff = Stamp::now();
+            let anchor = Anchor::now();
+            let before = batch.len();
+            lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
+            let mut disconnected = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(Command::Flush(done)) => flushes.push(done),
+                    Ok(command) => batch.push(command),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
+                }
+            }
+            let everything = disconnected || !flushes.is_empty();
+            if everything {
+                // Everything recorded before the flush was asked for is in a lane or was in the queue.
+                lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
+            }
+            let taken = batch.len() - before;
+            lanes.hold(taken);
+            // Each lane's events are already in stamp order: the sort merges runs.
+            batch.sort_by_key(Command::stamp);
+            let ready = if everything {
+                batch.len()
+            } else {
+                batch.partition_point(|c| c.stamp() < cutoff)
+            };
+            for command in batch.drain(..ready) {
+                handle(command, &anchor);
+            }
+            lanes.release(ready);
+            for done in flushes.drain(..) {
                 let _ = done.send(());
             }
-        }
-    };
-    loop {
-        // A round takes the batch callers reported before it began, so the worker stays a batch behind them
-        // instead of chasing the slot each of them is writing (that moves a cache line between cores per event).
-        // Flush and shutdown drain everything; so does a round with nothing reported (a trickle of events, or
-        // the last few of a burst: callers report in steps of REPORT_EVERY).
-        let drain_all = wakeup.drain_all.swap(false, Ordering::AcqRel);
-        let counted = wakeup.queued.swap(0, Ordering::AcqRel);
-        let budget = if drain_all || counted == 0 {
-            usize::MAX
-        } else {
-            counted
-        };
-        let mut taken = 0usize;
-        while taken < budget {
-            match rx.try_recv() {
-                Ok(command) => {
-                    handle(command);
-                    taken += 1;
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
+            if disconnected {
+                // The last handle is gone: no thread records to these lanes any more.
+                lanes.close();
+                return;
             }
+            wakeup.lingering.store(true, Ordering::Release);
+            std::thread::park_timeout(if taken == 0 && batch.is_empty() {
+                IDLE_LINGER
+            } else {
+                LINGER
+            });
+            wakeup.lingering.store(false, Ordering::Release);
         }
-        wakeup.lingering.store(true, Ordering::Release);
-        std::thread::park_timeout(if taken == 0 { IDLE_LINGER } else { LINGER });
-        wakeup.lingering.store(false, Ordering::Release);
     }
 }

@@ -1,0 +1,216 @@
+//! Events wait in their thread's lane until the tracker's worker takes them: none is lost when the thread exits,
+//! a flush from any thread delivers every thread's pending events, a panic is recorded after earlier events of its
+//! thread, and a burst larger than a lane segment keeps each saga's order.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use saga_tracker::{SagaEvent, StepStatus, saga_step, with_default};
+use saga_tracker_tests::{OrderSaga, Recorder};
+
+#[derive(Debug)]
+struct Declined;
+
+impl std::fmt::Display for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("declined")
+    }
+}
+
+#[saga_step(OrderSaga, ReserveStock, saga_id = saga)]
+fn reserve(saga: &str) -> Result<(), Declined> {
+    Ok(())
+}
+
+#[saga_step(OrderSaga, ChargePayment, saga_id = saga)]
+fn charge(saga: &str, explode: bool) -> Result<(), Declined> {
+    if explode {
+        panic!("card reader on fire");
+    }
+    Ok(())
+}
+
+/// The events of `saga`, in delivery order, as `(step, status)`.
+fn of(events: &[SagaEvent], saga: &str) -> Vec<(String, StepStatus)> {
+    events
+        .iter()
+        .filter(|e| e.saga_id == saga)
+        .map(|e| (e.step.clone(), e.status))
+        .collect()
+}
+
+fn reserved() -> Vec<(String, StepStatus)> {
+    vec![
+        ("reserve_stock".to_owned(), StepStatus::Started),
+        ("reserve_stock".to_owned(), StepStatus::Succeeded),
+    ]
+}
+
+#[test]
+fn a_thread_that_records_and_exits_without_flush_has_its_events_delivered() {
+    let recorder = Recorder::new("lanes-exit");
+    let tracker = recorder.tracker.clone();
+    std::thread::spawn(move || {
+        with_default(&tracker, || {
+            for i in 0..10 {
+                reserve(&format!("exit-{i}")).expect("reserve");
+            }
+        })
+    })
+    .join()
+    .expect("thread");
+    // No flush: the worker finds the lane of the exited thread on its own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorder.sink.events().len() < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let events = recorder.sink.events();
+    assert_eq!(events.len(), 20, "{events:?}");
+    for i in 0..10 {
+        assert_eq!(of(&events, &format!("exit-{i}")), reserved());
+    }
+    assert_eq!(recorder.tracker.stats().lost, 0);
+}
+
+#[test]
+fn a_flush_from_another_thread_delivers_every_threads_pending_events() {
+    let recorder = Recorder::new("lanes-flush");
+    let threads = 4;
+    // Each thread records, then waits (alive, its lane not full) until the flush is done.
+    let recorded = Arc::new(Barrier::new(threads + 1));
+    let flushed = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (tracker, recorded, flushed) =
+                (recorder.tracker.clone(), recorded.clone(), flushed.clone());
+            std::thread::spawn(move || {
+                with_default(&tracker, || {
+                    for i in 0..3 {
+                        reserve(&format!("flush-{t}-{i}")).expect("reserve");
+                    }
+                });
+                recorded.wait();
+                flushed.wait();
+            })
+        })
+        .collect();
+    recorded.wait();
+    recorder
+        .tracker
+        .flush(Duration::from_secs(10))
+        .expect("flush");
+    let events = recorder.sink.events();
+    flushed.wait();
+    for handle in handles {
+        handle.join().expect("thread");
+    }
+    assert_eq!(events.len(), threads * 3 * 2, "{events:?}");
+    for t in 0..threads {
+        for i in 0..3 {
+            assert_eq!(of(&events, &format!("flush-{t}-{i}")), reserved());
+        }
+    }
+}
+
+#[test]
+fn a_panic_in_a_step_on_a_thread_with_pending_events_is_recorded_after_them() {
+    let recorder = Recorder::new("lanes-panic");
+    let tracker = recorder.tracker.clone();
+    let outcome = std::thread::spawn(move || {
+        with_default(&tracker, || {
+            reserve("panic-1").expect("reserve");
+            charge("panic-1", false).expect("charge");
+            // The lane holds four events now; the panic unwinds this thread.
+            charge("panic-1", true)
+        })
+    })
+    .join();
+    assert!(outcome.is_err(), "the panic reaches the thread's joiner");
+    let events = recorder.events();
+    let statuses: Vec<_> = of(&events, "panic-1");
+    assert_eq!(
+        statuses,
+        vec![
+            ("reserve_stock".to_owned(), StepStatus::Started),
+            ("reserve_stock".to_owned(), StepStatus::Succeeded),
+            ("charge_payment".to_owned(), StepStatus::Started),
+            ("charge_payment".to_owned(), StepStatus::Succeeded),
+            ("charge_payment".to_owned(), StepStatus::Started),
+            ("charge_payment".to_owned(), StepStatus::Failed),
+        ]
+    );
+    let failed = events.last().expect("an event");
+    let error = failed.error.as_ref().expect("an error");
+    assert_eq!(error.kind, "panic");
+    assert!(error.message.contains("card reader on fire"), "{error:?}");
+
+    // The same on a thread that goes on after catching the panic.
+    let recorder = Recorder::new("lanes-panic-caught");
+    with_default(&recorder.tracker, || {
+        reserve("panic-2").expect("reserve");
+        let caught = catch_unwind(AssertUnwindSafe(|| charge("panic-2", true)));
+        assert!(caught.is_err());
+        reserve("panic-2").expect("reserve again");
+    });
+    let statuses: Vec<_> = of(&recorder.events(), "panic-2")
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    use StepStatus::{Failed, Started, Succeeded};
+    assert_eq!(
+        statuses,
+        vec![Started, Succeeded, Started, Failed, Started, Succeeded]
+    );
+}
+
+#[test]
+fn a_burst_over_many_segments_keeps_each_sagas_order_and_loses_nothing() {
+    let recorder = Recorder::new("lanes-burst");
+    let threads = 3;
+    let calls = 5_000; // 10 000 events per thread: about 20 segments each
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let tracker = recorder.tracker.clone();
+            std::thread::spawn(move || {
+                with_default(&tracker, || {
+                    for i in 0..calls {
+                        let saga = format!("burst-{t}-{}", i % 7);
+                        if i % 2 == 0 {
+                            reserve(&saga).expect("reserve");
+                        } else {
+                            charge(&saga, false).expect("charge");
+                        }
+                    }
+                })
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("thread");
+    }
+    let events = recorder.events();
+    assert_eq!(events.len(), threads * calls * 2);
+    assert_eq!(recorder.tracker.stats().spooled, 0);
+    for t in 0..threads {
+        for s in 0..7 {
+            let steps = of(&events, &format!("burst-{t}-{s}"));
+            // Started/Succeeded pairs, alternating steps in call order.
+            let expected: Vec<_> = (0..calls)
+                .filter(|i| i % 7 == s)
+                .flat_map(|i| {
+                    let step = if i % 2 == 0 {
+                        "reserve_stock"
+                    } else {
+                        "charge_payment"
+                    };
+                    [
+                        (step.to_owned(), StepStatus::Started),
+                        (step.to_owned(), StepStatus::Succeeded),
+                    ]
+                })
+                .collect();
+            assert_eq!(steps, expected, "saga burst-{t}-{s}");
+        }
+    }
+}
