@@ -6,7 +6,8 @@
 //! cargo run --release -p saga-tracker --example spool_memory
 //! ```
 //!
-//! Prints `INFO spool_peak_rss ours=<MiB> ...` (the process's `VmHWM`), the `VmRSS` after each tenth of the events
+//! Prints `INFO spool_peak_rss ours=<MiB> ...` (the process's `VmHWM` once every event is spooled, then again after
+//! listing the spool, which holds one path per spooled event in memory), the `VmRSS` after each tenth of the events
 //! (flat once librdkafka's queue and the tracker's queue are full: memory does not grow with the events), and the
 //! tracker's counters. The spool lives in a temporary directory under `target/` (one file per event, about 4 KiB
 //! of disk each, removed at the end); fsync is off (`SPOOL_MEMORY_FSYNC=1` turns it on), which changes the
@@ -87,11 +88,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The events still in librdkafka's queue time out (2 s) and are spooled by the worker.
     let flushed = tracker.flush(Duration::from_secs(120));
     let stats = tracker.stats();
-    let spooled_files = tracker.spooled_pending()?;
     let peak = status_kib("VmHWM:");
+    // Listing the spool (what `spooled_pending` and `replay_spool` do) holds every file's path in memory.
+    let spooled_files = tracker.spooled_pending()?;
+    let peak_listing = status_kib("VmHWM:");
     println!(
-        "INFO spool_peak_rss ours={:.1}MiB start={:.1}MiB events={} recorded_in={:.1?} flush={} rss_by_tenth_MiB={}",
+        "INFO spool_peak_rss ours={:.1}MiB after_listing={:.1}MiB start={:.1}MiB events={} recorded_in={:.1?} flush={} rss_by_tenth_MiB={}",
         mib(peak),
+        mib(peak_listing),
         mib(baseline),
         calls * 2,
         recorded_in,
