@@ -44,8 +44,8 @@ pub(crate) async fn lock(tx: &mut sqlx::PgConnection, sagas: &[String]) -> Resul
 }
 
 /// The summaries of the stored sagas among `sagas` (locked). A saga whose summary is missing or does not count
-/// its `sagas` row's events (a row written by an older tracker during a rolling upgrade) is rebuilt from its
-/// events.
+/// its `sagas` row's events (a row written by an older tracker during a rolling upgrade), or that has no `sagas`
+/// row (new, or events stored without one), is rebuilt from its stored events (none for a new saga).
 pub(crate) async fn load(
     tx: &mut sqlx::PgConnection,
     sagas: &[String],
@@ -60,8 +60,10 @@ pub(crate) async fn load(
     .await?;
     let mut summaries = HashMap::with_capacity(rows.len());
     let mut stale = Vec::new();
+    let mut known = HashSet::with_capacity(rows.len());
     for r in rows {
         let id: String = r.try_get("saga_id")?;
+        known.insert(id.clone());
         let count: i32 = r.try_get("event_count")?;
         let summary: Option<serde_json::Value> = r.try_get("summary")?;
         match summary.and_then(|v| serde_json::from_value::<Summary>(v).ok()) {
@@ -71,8 +73,9 @@ pub(crate) async fn load(
             _ => stale.push(id),
         }
     }
+    stale.extend(sagas.iter().filter(|id| !known.contains(*id)).cloned());
     if !stale.is_empty() {
-        tracing::info!(
+        tracing::debug!(
             sagas = stale.len(),
             "rebuilding saga summaries from their events"
         );
