@@ -126,7 +126,15 @@ pub struct Config {
     /// `https://tempo.example/trace/{traceId}`); `http://` or `https://` only. Unset: trace ids are plain text.
     #[arg(long, env = "TRACKER_TRACE_URL_TEMPLATE")]
     pub trace_url_template: Option<String>,
+    /// Most events stored per saga; further events of a saga that holds this many are dead-lettered with reason
+    /// `saga_too_long` (counted in `saga_tracker_dlq_total`), not stored. 0 means no cap.
+    #[arg(long, env = "TRACKER_MAX_EVENTS_PER_SAGA", default_value_t = DEFAULT_MAX_EVENTS_PER_SAGA)]
+    pub max_events_per_saga: u32,
 }
+
+/// The default of `--max-events-per-saga`: a saga of 10,000 events is far beyond any real workflow, and its
+/// summary, timeline pages and derived row stay small.
+pub const DEFAULT_MAX_EVENTS_PER_SAGA: u32 = 10_000;
 
 /// The secret flags, for [`secrets_on_command_line`].
 const SECRET_FLAGS: [(&str, &str); 2] = [
@@ -210,6 +218,7 @@ impl Config {
             ingest_lanes: 2,
             group_instance_id: None,
             trace_url_template: None,
+            max_events_per_saga: DEFAULT_MAX_EVENTS_PER_SAGA,
         }
     }
 

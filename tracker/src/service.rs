@@ -63,7 +63,8 @@ impl Service {
             config.database_schema.as_deref(),
             config.database_max_connections,
         )
-        .await?;
+        .await?
+        .with_max_events_per_saga(Some(config.max_events_per_saga).filter(|&max| max > 0));
         // day partitions for the coming week (the archive CronJob keeps them ahead; a default partition
         // catches anything outside, so a failure here loses nothing)
         if let Err(e) = crate::ops::partitions::ensure_ahead(store.pool(), 7).await {

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 pub use crate::db::model::{EventRow, SagaRow, SagaState};
 pub use crate::db::overview::{Bucket, Overview, StepLatency};
-pub use crate::db::timeline::TimelineEntry;
+pub use crate::db::timeline::{TimelineCursor, TimelineEntry};
 pub use crate::db::{Cursor, SagaPage};
 pub use saga_tracker_core::StepStatus;
 
@@ -21,15 +21,65 @@ pub const MAX_LIMIT: i64 = 500;
 /// The pattern of every text parameter: no NUL character (PostgreSQL text cannot hold one).
 pub const NO_NUL: &str = "^[^\\u0000]*$";
 
-/// `GET /api/v1/sagas/{id}/timeline`.
+/// `GET /api/v1/sagas/{id}/timeline`: one page of the saga's events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Timeline {
     /// The saga id.
     pub saga_id: String,
     /// The saga's summary (absent only in the instant between storing its first events and deriving it).
     pub saga: Option<SagaRow>,
-    /// The events in order: time, then status order, then id.
+    /// The page's events in order: time, then status order, then id.
     pub events: Vec<TimelineEntry>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Timeline page size when `limit` is absent.
+pub const DEFAULT_TIMELINE_LIMIT: i64 = 100;
+
+/// The query of `GET /api/v1/sagas/{id}/timeline`. An unknown parameter is a 400.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TimelineQuery {
+    /// `next_cursor` of the previous page; empty = the first page.
+    #[param(pattern = "^(-?[0-9]{1,17}_[0-6]_[0-9a-f]{32})?$")]
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500.
+    #[param(minimum = 1, maximum = 500, default = 100)]
+    pub limit: Option<i64>,
+}
+
+impl TimelineQuery {
+    /// The page's position and size, checked.
+    pub fn into_page(self) -> Result<(Option<TimelineCursor>, i64), Invalid> {
+        let limit = check_limit(self.limit, DEFAULT_TIMELINE_LIMIT)?;
+        let cursor = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => {
+                let cursor = TimelineCursor::decode(c).ok_or_else(|| {
+                    Invalid(format!(
+                        "`cursor`: `{}` is not a cursor from next_cursor",
+                        c.escape_debug()
+                    ))
+                })?;
+                check_time("cursor", cursor.recorded_at)?;
+                Some(cursor)
+            }
+        };
+        Ok((cursor, limit))
+    }
+}
+
+fn check_limit(limit: Option<i64>, default: i64) -> Result<i64, Invalid> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(Invalid(format!(
+            "`limit`: {n} is not between 1 and {MAX_LIMIT}"
+        ))),
+    }
 }
 
 /// `GET /api/v1/stats`; GraphQL `stats`.
@@ -185,15 +235,7 @@ impl SagaQuery {
                 check_text(name, v)?;
             }
         }
-        let limit = match self.limit {
-            None => DEFAULT_LIMIT,
-            Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            Some(n) => {
-                return Err(Invalid(format!(
-                    "`limit`: {n} is not between 1 and {MAX_LIMIT}"
-                )));
-            }
-        };
+        let limit = check_limit(self.limit, DEFAULT_LIMIT)?;
         let cursor = match self.cursor.as_deref() {
             None | Some("") => None,
             Some(c) => {

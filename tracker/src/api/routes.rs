@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::{ApiQuery, SagaId};
 use super::model::{
     DATABASE_UNAVAILABLE_MESSAGE, ErrorBody, Health, SagaPage, SagaQuery, SagaRow, SagaState,
-    Stats, Timeline, Unavailable,
+    Stats, Timeline, TimelineCursor, TimelineQuery, Unavailable,
 };
 use crate::db::timeline;
 
@@ -125,12 +125,14 @@ pub async fn get_saga(
     }
 }
 
-/// One saga's events in order; failures linked to the compensations they triggered.
+/// One saga's events in order, a page at a time (`limit`, default 100, at most 500; `next_cursor`); failures
+/// linked to the compensations they triggered, across pages.
 #[utoipa::path(get, path = "/api/v1/sagas/{id}/timeline", tag = "sagas", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The saga id.", pattern = "^[^\\u0000]*$", min_length = 1)),
+    params(("id" = String, Path, description = "The saga id.", pattern = "^[^\\u0000]*$", min_length = 1),
+        TimelineQuery),
     responses(
-        (status = 200, description = "The timeline.", body = Timeline),
-        (status = 400, description = "Invalid id.", body = ErrorBody),
+        (status = 200, description = "A page of the timeline.", body = Timeline),
+        (status = 400, description = "Invalid id, or invalid or unknown query parameter.", body = ErrorBody),
         (status = 401, description = "Missing or wrong token.", body = ErrorBody),
         (status = 404, description = "Unknown saga.", body = ErrorBody),
         (status = 503, description = "Database unavailable.", body = ErrorBody),
@@ -138,16 +140,25 @@ pub async fn get_saga(
 pub async fn timeline(
     State(state): State<AppState>,
     SagaId(id): SagaId,
+    ApiQuery(query): ApiQuery<TimelineQuery>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let events = state.store.events(&id).await?;
-    if events.is_empty() {
+    let (cursor, limit) = query.into_page()?;
+    let (page, more, links) = state.store.timeline_page(&id, cursor, limit).await?;
+    let saga = state.store.saga(&id).await?;
+    // past the last page of a known saga: an empty page; no events at all: unknown
+    if page.is_empty() && (cursor.is_none() || saga.is_none()) {
         return Err(unknown_saga(&id));
     }
-    let saga = state.store.saga(&id).await?;
+    let events = timeline::build_page(page, links);
+    let next_cursor = match events.last() {
+        Some(last) if more => Some(TimelineCursor::of(last).encode()),
+        _ => None,
+    };
     Ok(Json(Timeline {
         saga_id: id,
         saga,
-        events: timeline::build(events),
+        events,
+        next_cursor,
     }))
 }
 

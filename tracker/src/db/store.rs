@@ -10,12 +10,14 @@ use saga_tracker_core::SagaEvent;
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::derived;
 use super::model::{EventRow, SagaRow, SagaState};
-use super::state::{self, EventFacts};
 use super::statistics::Analyzer;
+use super::summary::Summary;
+use super::timeline::TimelineCursor;
 use crate::config::is_identifier;
 
 /// The versioned migrations in `tracker/migrations`, embedded in the binary.
@@ -135,21 +137,17 @@ pub struct Store {
     pool: PgPool,
     schema: Option<String>,
     analyzer: Arc<Analyzer>,
+    max_events_per_saga: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct SagaUpsert<'a> {
-    saga_id: &'a str,
-    saga_type: String,
-    status: &'static str,
-    order_id: Option<String>,
-    started_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    failed_step: Option<String>,
-    pending_compensations: Vec<String>,
-    steps: Vec<String>,
-    services: Vec<String>,
-    event_count: i64,
+/// What [`Store::write`] did with a batch: indices (into the batch) of the events stored as new, and of those
+/// refused because their saga holds `--max-events-per-saga` events. The others were duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Newly stored.
+    pub new: Vec<usize>,
+    /// Not stored: their saga is at the cap.
+    pub too_long: Vec<usize>,
 }
 
 impl Store {
@@ -192,6 +190,7 @@ impl Store {
             pool,
             schema: schema.map(str::to_owned),
             analyzer,
+            max_events_per_saga: None,
         })
     }
 
@@ -205,81 +204,81 @@ impl Store {
         self.analyzer.analyses()
     }
 
-    /// Writes a batch in one transaction: appends the events (a known event id is skipped) and recomputes the
-    /// `sagas` row of every saga that got a new event. Returns the indices (into `batch`) of the events that
-    /// were new.
+    /// Caps the events stored per saga (`--max-events-per-saga`): [`Store::write`] stores no event of a saga
+    /// that holds `max` events and reports it in [`Written::too_long`]. No cap by default.
+    pub fn with_max_events_per_saga(mut self, max: Option<u32>) -> Store {
+        self.max_events_per_saga = max;
+        self
+    }
+
+    /// The cap set by [`Store::with_max_events_per_saga`].
+    pub fn max_events_per_saga(&self) -> Option<u32> {
+        self.max_events_per_saga
+    }
+
+    /// Writes a batch in one transaction: appends the events (a known event id is skipped) and updates the
+    /// `sagas` row and summary of every saga that got a new event. Returns the indices (into `batch`) of the
+    /// events that were new; events over the per-saga cap are not stored (see [`Store::write`]).
     pub async fn write_batch(&self, batch: &[IncomingEvent]) -> Result<Vec<usize>, sqlx::Error> {
+        Ok(self.write(batch).await?.new)
+    }
+
+    /// Writes a batch in one transaction (see [`Store::write_batch`]); reports the new events and those refused
+    /// because their saga reached `--max-events-per-saga`. The batch's sagas are locked first, their summaries
+    /// read, the events appended, and each summary merged with its new events only, so a batch costs the same
+    /// whatever the length of its sagas (see [`summary`](super::summary)).
+    pub async fn write(&self, batch: &[IncomingEvent]) -> Result<Written, sqlx::Error> {
         let mut seen = HashSet::new();
         let unique: Vec<usize> = (0..batch.len())
             .filter(|&i| seen.insert(batch[i].event.event_id))
             .collect();
         if unique.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Written::default());
         }
-        let col = |f: &dyn Fn(&IncomingEvent) -> String| {
-            unique.iter().map(|&i| f(&batch[i])).collect::<Vec<_>>()
-        };
-        let ids: Vec<Uuid> = unique.iter().map(|&i| batch[i].event.event_id).collect();
-        let recorded_at: Vec<DateTime<Utc>> = unique
-            .iter()
-            .map(|&i| micros_to_datetime(batch[i].event.recorded_at))
-            .collect();
-        let mut tx = self.pool.begin().await?;
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
-                 service, recorded_at, duration_micros, error_kind, error_message, metadata, kafka_topic,
-                 kafka_partition, kafka_offset, step_index, step_count, compensable, cause_idempotency_key)
-             SELECT t.id, t.key, t.saga, t.ty, t.step, t.status, t.attempt, t.order_id, t.service, t.at, t.dur,
-                 t.ek, t.em, t.meta::jsonb, t.topic, t.part, t.off, t.si, t.sc, t.comp, t.cause
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
-                 $8::text[], $9::text[], $10::timestamptz[], $11::int8[], $12::text[], $13::text[], $14::text[],
-                 $15::text[], $16::int4[], $17::int8[], $18::int4[], $19::int4[], $20::bool[], $21::text[])
-                 AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off,
-                      si, sc, comp, cause)
-             ON CONFLICT DO NOTHING
-             RETURNING event_id",
-        )
-        .bind(&ids)
-        .bind(col(&|e| e.event.idempotency_key.clone()))
-        .bind(col(&|e| e.event.saga_id.clone()))
-        .bind(col(&|e| e.event.saga_type.clone()))
-        .bind(col(&|e| e.event.step.clone()))
-        .bind(col(&|e| e.event.status.as_str().to_owned()))
-        .bind(unique.iter().map(|&i| batch[i].event.attempt).collect::<Vec<i32>>())
-        .bind(unique.iter().map(|&i| batch[i].event.order_id.clone()).collect::<Vec<Option<String>>>())
-        .bind(col(&|e| e.event.service.clone()))
-        .bind(&recorded_at)
-        .bind(unique.iter().map(|&i| batch[i].event.duration_micros).collect::<Vec<Option<i64>>>())
-        .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.kind.clone())).collect::<Vec<_>>())
-        .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.message.clone())).collect::<Vec<_>>())
-        .bind(col(&|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned())))
-        .bind(col(&|e| e.topic.clone()))
-        .bind(unique.iter().map(|&i| batch[i].partition).collect::<Vec<i32>>())
-        .bind(unique.iter().map(|&i| batch[i].offset).collect::<Vec<i64>>())
-        .bind(unique.iter().map(|&i| batch[i].event.step_index).collect::<Vec<Option<i32>>>())
-        .bind(unique.iter().map(|&i| batch[i].event.step_count).collect::<Vec<Option<i32>>>())
-        .bind(unique.iter().map(|&i| batch[i].event.compensable).collect::<Vec<Option<bool>>>())
-        .bind(unique.iter().map(|&i| batch[i].event.cause_idempotency_key.clone()).collect::<Vec<Option<String>>>())
-        .fetch_all(&mut *tx)
-        .await?;
-
-        let inserted: HashSet<Uuid> = inserted.into_iter().collect();
-        let new_indices: Vec<usize> = unique
-            .into_iter()
-            .filter(|&i| inserted.contains(&batch[i].event.event_id))
-            .collect();
-        let mut sagas: Vec<String> = new_indices
+        let mut sagas: Vec<String> = unique
             .iter()
             .map(|&i| batch[i].event.saga_id.clone())
             .collect();
         sagas.sort();
         sagas.dedup();
-        if !sagas.is_empty() {
-            recompute_sagas(&mut tx, &sagas).await?;
+        let mut tx = self.pool.begin().await?;
+        derived::lock(&mut tx, &sagas).await?;
+        let mut summaries = derived::load(&mut tx, &sagas).await?;
+        let (unique, too_long) = match self.max_events_per_saga {
+            Some(max) => derived::admit(&mut tx, batch, unique, &summaries, i64::from(max)).await?,
+            None => (unique, Vec::new()),
+        };
+        let new_indices = if unique.is_empty() {
+            Vec::new()
+        } else {
+            insert_events(&mut tx, batch, &unique).await?
+        };
+        let mut changed: Vec<String> = Vec::new();
+        for &i in &new_indices {
+            let facts = derived::facts_of(&batch[i].event);
+            match summaries.get_mut(&batch[i].event.saga_id) {
+                Some(s) => s.add(&facts),
+                None => {
+                    summaries.insert(batch[i].event.saga_id.clone(), Summary::of(&facts));
+                }
+            }
+            changed.push(batch[i].event.saga_id.clone());
+        }
+        changed.sort();
+        changed.dedup();
+        if !changed.is_empty() {
+            derived::upsert(
+                &mut tx,
+                changed.iter().filter_map(|id| summaries.get_key_value(id)),
+            )
+            .await?;
         }
         tx.commit().await?;
         self.analyzer.stored(new_indices.len());
-        Ok(new_indices)
+        Ok(Written {
+            new: new_indices,
+            too_long,
+        })
     }
 
     /// One saga's summary.
@@ -305,6 +304,55 @@ impl Store {
             .bind(saga_ids)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// One page of a saga's timeline: up to `limit` events after `after` in timeline order (time, status
+    /// order, event id), whether more follow, and every `FAILED` and compensation event of the saga (to link the
+    /// page's entries; see [`timeline::build_page`](super::timeline::build_page)).
+    pub async fn timeline_page(
+        &self,
+        saga_id: &str,
+        after: Option<TimelineCursor>,
+        limit: i64,
+    ) -> Result<(Vec<EventRow>, bool, Vec<EventRow>), sqlx::Error> {
+        let rank = "CASE status WHEN 'STARTED' THEN 0 WHEN 'SUCCEEDED' THEN 1 WHEN 'FAILED' THEN 2
+                 WHEN 'COMPENSATION_STARTED' THEN 3 WHEN 'COMPENSATED' THEN 4 WHEN 'COMPENSATION_FAILED' THEN 5
+                 ELSE 6 END";
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT * FROM (SELECT *, {rank} AS timeline_rank FROM saga_events WHERE saga_id = "
+        ));
+        q.push_bind(saga_id);
+        if let Some(c) = &after {
+            // the index on (saga_id, recorded_at) bounds the scan; the row comparison breaks ties
+            q.push(" AND recorded_at >= ")
+                .push_bind(c.recorded_at)
+                .push(") e WHERE (recorded_at, timeline_rank, event_id) > (")
+                .push_bind(c.recorded_at)
+                .push(", ")
+                .push_bind(TimelineCursor::rank(c.status))
+                .push(", ")
+                .push_bind(c.event_id)
+                .push(")");
+        } else {
+            q.push(") e");
+        }
+        q.push(" ORDER BY recorded_at, timeline_rank, event_id LIMIT ")
+            .push_bind(limit + 1);
+        let mut page: Vec<EventRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let more = page.len() as i64 > limit;
+        page.truncate(usize::try_from(limit).unwrap_or(0));
+        let links = if page.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT * FROM saga_events WHERE saga_id = $1
+                 AND status IN ('FAILED', 'COMPENSATION_STARTED', 'COMPENSATED', 'COMPENSATION_FAILED')",
+            )
+            .bind(saga_id)
+            .fetch_all(&self.pool)
+            .await?
+        };
+        Ok((page, more, links))
     }
 
     /// A page of sagas, newest first, with keyset pagination.
@@ -422,88 +470,79 @@ impl Store {
     }
 }
 
-/// Locks the sagas (in hash order, so two writers cannot deadlock), reloads their events and upserts the
-/// derived rows. See [`state`](super::state) for why the state is recomputed rather than merged.
+/// Recomputes the `sagas` rows and summaries of `sagas` from all their events (after `restore` loaded events
+/// back): locks them, rebuilds their summaries and upserts the derived rows.
 pub(crate) async fn recompute_sagas(
     tx: &mut sqlx::PgConnection,
     sagas: &[String],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(k) FROM
-             (SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest($1::text[]) AS id ORDER BY k) AS keys",
-    )
-    .bind(sagas)
-    .execute(&mut *tx)
-    .await?;
-    let rows = sqlx::query(
-        "SELECT event_id, saga_id, saga_type, step, status, attempt, order_id, service, recorded_at,
-             step_index, step_count, compensable
-         FROM saga_events WHERE saga_id = ANY($1)",
-    )
-    .bind(sagas)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut by_saga: BTreeMap<String, Vec<EventFacts>> = BTreeMap::new();
-    for r in rows {
-        let status: String = r.try_get("status")?;
-        by_saga
-            .entry(r.try_get("saga_id")?)
-            .or_default()
-            .push(EventFacts {
-                event_id: r.try_get("event_id")?,
-                saga_type: r.try_get("saga_type")?,
-                step: r.try_get("step")?,
-                status: state::parse_status(&status),
-                attempt: r.try_get("attempt")?,
-                order_id: r.try_get("order_id")?,
-                service: r.try_get("service")?,
-                recorded_at: r.try_get("recorded_at")?,
-                step_index: r.try_get("step_index")?,
-                step_count: r.try_get("step_count")?,
-                compensable: r.try_get("compensable")?,
-            });
-    }
-    let upserts: Vec<SagaUpsert<'_>> = by_saga
-        .iter()
-        .filter_map(|(id, events)| {
-            state::derive(events).map(|d| SagaUpsert {
-                saga_id: id,
-                saga_type: d.saga_type,
-                status: d.status.as_str(),
-                order_id: d.order_id,
-                started_at: d.started_at,
-                updated_at: d.updated_at,
-                failed_step: d.failed_step,
-                pending_compensations: d.pending_compensations,
-                steps: d.steps,
-                services: d.services,
-                event_count: i64::try_from(d.event_count).unwrap_or(i64::MAX),
-            })
-        })
-        .collect();
-    let json = serde_json::to_value(&upserts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO sagas (saga_id, saga_type, status, order_id, started_at, updated_at, failed_step,
-             pending_compensations, steps, services, event_count, last_ingested_at)
-         SELECT saga_id, saga_type, status, order_id, started_at, updated_at, failed_step,
-             pending_compensations, steps, services, event_count, now()
-         FROM jsonb_to_recordset($1) AS x(saga_id text, saga_type text, status text, order_id text,
-             started_at timestamptz, updated_at timestamptz, failed_step text, pending_compensations text[],
-             steps text[], services text[], event_count int4)
-         ON CONFLICT (saga_id) DO UPDATE SET saga_type = EXCLUDED.saga_type, status = EXCLUDED.status,
-             order_id = EXCLUDED.order_id, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
-             failed_step = EXCLUDED.failed_step, pending_compensations = EXCLUDED.pending_compensations,
-             steps = EXCLUDED.steps, services = EXCLUDED.services, event_count = EXCLUDED.event_count,
-             last_ingested_at = EXCLUDED.last_ingested_at",
-    )
-    .bind(json)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    derived::lock(tx, sagas).await?;
+    let summaries = derived::rebuild(tx, sagas).await?;
+    derived::upsert(tx, summaries.iter()).await
 }
 
 /// The event time as a timestamp; the ingest validation keeps `recorded_at` within years 1..=9999, so the
 /// fallback (the epoch) is unreachable for stored events.
 pub(crate) fn micros_to_datetime(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// Appends the events `unique` (indices into `batch`, distinct event ids); returns the indices of those that
+/// were new (a stored `(event_id, recorded_at)` is skipped).
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    batch: &[IncomingEvent],
+    unique: &[usize],
+) -> Result<Vec<usize>, sqlx::Error> {
+    let col = |f: &dyn Fn(&IncomingEvent) -> String| {
+        unique.iter().map(|&i| f(&batch[i])).collect::<Vec<_>>()
+    };
+    let ids: Vec<Uuid> = unique.iter().map(|&i| batch[i].event.event_id).collect();
+    let recorded_at: Vec<DateTime<Utc>> = unique
+        .iter()
+        .map(|&i| micros_to_datetime(batch[i].event.recorded_at))
+        .collect();
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
+             service, recorded_at, duration_micros, error_kind, error_message, metadata, kafka_topic,
+             kafka_partition, kafka_offset, step_index, step_count, compensable, cause_idempotency_key)
+         SELECT t.id, t.key, t.saga, t.ty, t.step, t.status, t.attempt, t.order_id, t.service, t.at, t.dur,
+             t.ek, t.em, t.meta::jsonb, t.topic, t.part, t.off, t.si, t.sc, t.comp, t.cause
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[],
+             $8::text[], $9::text[], $10::timestamptz[], $11::int8[], $12::text[], $13::text[], $14::text[],
+             $15::text[], $16::int4[], $17::int8[], $18::int4[], $19::int4[], $20::bool[], $21::text[])
+             AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off,
+                  si, sc, comp, cause)
+         ON CONFLICT DO NOTHING
+         RETURNING event_id",
+    )
+    .bind(&ids)
+    .bind(col(&|e| e.event.idempotency_key.clone()))
+    .bind(col(&|e| e.event.saga_id.clone()))
+    .bind(col(&|e| e.event.saga_type.clone()))
+    .bind(col(&|e| e.event.step.clone()))
+    .bind(col(&|e| e.event.status.as_str().to_owned()))
+    .bind(unique.iter().map(|&i| batch[i].event.attempt).collect::<Vec<i32>>())
+    .bind(unique.iter().map(|&i| batch[i].event.order_id.clone()).collect::<Vec<Option<String>>>())
+    .bind(col(&|e| e.event.service.clone()))
+    .bind(&recorded_at)
+    .bind(unique.iter().map(|&i| batch[i].event.duration_micros).collect::<Vec<Option<i64>>>())
+    .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.kind.clone())).collect::<Vec<_>>())
+    .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.message.clone())).collect::<Vec<_>>())
+    .bind(col(&|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned())))
+    .bind(col(&|e| e.topic.clone()))
+    .bind(unique.iter().map(|&i| batch[i].partition).collect::<Vec<i32>>())
+    .bind(unique.iter().map(|&i| batch[i].offset).collect::<Vec<i64>>())
+    .bind(unique.iter().map(|&i| batch[i].event.step_index).collect::<Vec<Option<i32>>>())
+    .bind(unique.iter().map(|&i| batch[i].event.step_count).collect::<Vec<Option<i32>>>())
+    .bind(unique.iter().map(|&i| batch[i].event.compensable).collect::<Vec<Option<bool>>>())
+    .bind(unique.iter().map(|&i| batch[i].event.cause_idempotency_key.clone()).collect::<Vec<Option<String>>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    Ok(unique
+        .iter()
+        .copied()
+        .filter(|&i| inserted.contains(&batch[i].event.event_id))
+        .collect())
 }

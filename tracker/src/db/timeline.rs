@@ -6,6 +6,7 @@
 //! saga's last `FAILED` event. Every `FAILED` event lists the
 //! compensation events linked to it, so the path failure → compensations is explicit in both directions.
 
+use chrono::{DateTime, Utc};
 use saga_tracker_core::StepStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -29,6 +30,87 @@ pub struct TimelineEntry {
     /// On a `FAILED` event: the compensation events it triggered, in timeline order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggered_compensations: Vec<Uuid>,
+}
+
+/// A keyset position in a timeline: the last entry of the previous page (time, status order, event id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineCursor {
+    /// `recorded_at` of the last entry.
+    pub recorded_at: DateTime<Utc>,
+    /// Its status, whose position in [`StepStatus::ALL`] orders entries of the same time.
+    pub status: StepStatus,
+    /// Its event id.
+    pub event_id: Uuid,
+}
+
+impl TimelineCursor {
+    /// The shape of every cursor [`TimelineCursor::decode`] accepts (the OpenAPI document's `pattern`):
+    /// microseconds since the epoch, the status's rank (0–6), the event id in 32 lowercase hex digits, joined by
+    /// `_`. Empty is no cursor.
+    pub const PATTERN: &'static str = "^(-?[0-9]{1,17}_[0-6]_[0-9a-f]{32})?$";
+
+    /// The cursor of an entry.
+    pub fn of(entry: &TimelineEntry) -> TimelineCursor {
+        TimelineCursor {
+            recorded_at: entry.event.recorded_at,
+            status: entry.event.status,
+            event_id: entry.event.event_id,
+        }
+    }
+
+    /// The rank of a status in the timeline order.
+    pub fn rank(status: StepStatus) -> i16 {
+        StepStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .map_or(6, |p| p as i16)
+    }
+
+    /// The opaque text form.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}_{}_{}",
+            self.recorded_at.timestamp_micros(),
+            Self::rank(self.status),
+            self.event_id.simple()
+        )
+    }
+
+    /// Parses any non-empty text of the shape [`TimelineCursor::PATTERN`].
+    pub fn decode(s: &str) -> Option<TimelineCursor> {
+        let mut parts = s.splitn(3, '_');
+        let (micros, rank, id) = (parts.next()?, parts.next()?, parts.next()?);
+        let digits = micros.strip_prefix('-').unwrap_or(micros);
+        if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let rank: usize = rank
+            .parse()
+            .ok()
+            .filter(|r: &usize| *r <= 6 && rank.len() == 1)?;
+        if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        Some(TimelineCursor {
+            recorded_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            status: StepStatus::ALL[rank],
+            event_id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// Builds one page of a timeline: `page` are the page's events, `links` every stored `FAILED` and compensation
+/// event of the saga (the links of an entry depend only on those and their order, so the page's entries are
+/// linked exactly as in the whole timeline). Returns the page's entries in order.
+pub fn build_page(page: Vec<EventRow>, links: Vec<EventRow>) -> Vec<TimelineEntry> {
+    let key = |e: &EventRow| (e.event_id, e.recorded_at);
+    let on_page: std::collections::HashSet<(Uuid, DateTime<Utc>)> = page.iter().map(key).collect();
+    let mut events = page;
+    events.extend(links.into_iter().filter(|e| !on_page.contains(&key(e))));
+    build(events)
+        .into_iter()
+        .filter(|entry| on_page.contains(&key(&entry.event)))
+        .collect()
 }
 
 /// Orders the events (time, then status order, then id) and links failures to compensations.
@@ -148,6 +230,46 @@ mod tests {
         );
         assert_eq!(t[3].triggered_by, Some(Uuid::from_u128(3)));
         assert_eq!(t[0].triggered_by, None);
+    }
+
+    #[test]
+    fn pages_link_like_the_whole_timeline() {
+        let mut comp = row(6, "reserve", "COMPENSATION_STARTED", 60);
+        comp.cause_idempotency_key = Some("s:charge:FAILED:1".into());
+        let events = vec![
+            row(1, "reserve", "STARTED", 10),
+            row(2, "reserve", "SUCCEEDED", 20),
+            row(3, "charge", "FAILED", 30),
+            row(4, "ship", "STARTED", 30),
+            row(5, "ship", "FAILED", 40),
+            comp,
+            row(7, "reserve", "COMPENSATED", 70),
+            row(8, "x", "UNKNOWN", 70),
+        ];
+        let whole = build(events.clone());
+        let links: Vec<EventRow> = events
+            .iter()
+            .filter(|e| e.status == StepStatus::Failed || e.status.is_compensation())
+            .cloned()
+            .collect();
+        for size in 1..=whole.len() {
+            let mut paged = Vec::new();
+            for chunk in whole.chunks(size) {
+                let page = chunk.iter().map(|e| e.event.clone()).collect();
+                paged.extend(build_page(page, links.clone()));
+            }
+            assert_eq!(paged, whole, "pages of {size}");
+        }
+        let c = TimelineCursor::of(&whole[3]);
+        assert_eq!(TimelineCursor::decode(&c.encode()), Some(c));
+        for bad in [
+            "",
+            "1_7_00000000000000000000000000000000",
+            "1_0_0000",
+            "x_0_00000000000000000000000000000000",
+        ] {
+            assert_eq!(TimelineCursor::decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! | header | value |
 //! |---|---|
-//! | `dlq.reason` | a short code: `empty`, `bad_magic`, `truncated`, `unknown_fingerprint`, `unknown_schema_id`, `malformed`, `invalid_event`, `too_large`, `db_rejected` |
+//! | `dlq.reason` | a short code: `empty`, `bad_magic`, `truncated`, `unknown_fingerprint`, `unknown_schema_id`, `malformed`, `invalid_event`, `too_large`, `db_rejected`, `saga_too_long` |
 //! | `dlq.error` | the decoder's or validator's message |
 //! | `dlq.original.topic` / `dlq.original.partition` / `dlq.original.offset` | where the message was read |
 //! | `dlq.service` | `saga-tracker-service` |
@@ -62,6 +62,9 @@ pub enum Rejection {
     /// database's message with its SQLSTATE.
     #[error("the database rejected the event: {0}")]
     Database(String),
+    /// Its saga already holds `--max-events-per-saga` events.
+    #[error("the saga already holds {0} events (--max-events-per-saga)")]
+    SagaTooLong(u32),
 }
 
 impl Rejection {
@@ -69,6 +72,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::Database(_) => "db_rejected",
+            Rejection::SagaTooLong(_) => "saga_too_long",
             Rejection::Invalid(InvalidEvent::TooLarge(_)) => "too_large",
             Rejection::Invalid(_) => "invalid_event",
             Rejection::Decode(e) => match e {

@@ -201,9 +201,21 @@ impl Ingest {
             for &i in &stored.new {
                 self.metrics.event_stored(&good[i].event);
             }
-            self.metrics
-                .duplicates((good.len() - stored.new.len() - stored.rejected.len()) as u64);
-            for (i, message) in stored.rejected {
+            self.metrics.duplicates(
+                (good.len() - stored.new.len() - stored.rejected.len() - stored.too_long.len())
+                    as u64,
+            );
+            let too_long = stored.too_long.iter().map(|&i| {
+                (
+                    i,
+                    Rejection::SagaTooLong(self.store.max_events_per_saga().unwrap_or(0)),
+                )
+            });
+            let refused = stored
+                .rejected
+                .into_iter()
+                .map(|(i, message)| (i, Rejection::Database(message)));
+            for (i, rejection) in too_long.chain(refused) {
                 let event = &good[i];
                 let Some(m) = batch
                     .iter()
@@ -211,7 +223,7 @@ impl Ingest {
                 else {
                     continue; // unreachable: every event comes from a message of the batch
                 };
-                rejected.push((m, Rejection::Database(message)));
+                rejected.push((m, rejection));
             }
         }
         for (m, rejection) in &rejected {
@@ -282,10 +294,17 @@ impl Ingest {
         while let Some(range) = pending.pop() {
             let slice = &events[range.clone()];
             let result = self
-                .retry_transient(shutdown, || self.store.write_batch(slice))
+                .retry_transient(shutdown, || self.store.write(slice))
                 .await?;
             match result {
-                Ok(new) => stored.new.extend(new.into_iter().map(|i| i + range.start)),
+                Ok(written) => {
+                    stored
+                        .new
+                        .extend(written.new.into_iter().map(|i| i + range.start));
+                    stored
+                        .too_long
+                        .extend(written.too_long.into_iter().map(|i| i + range.start));
+                }
                 Err(e) if range.len() == 1 => {
                     stored.rejected.push((range.start, failure::describe(&e)));
                 }
@@ -395,12 +414,13 @@ impl Ingest {
     }
 }
 
-/// What a batch write did: indices of the newly stored events and of the events the database refused (with its
-/// message). The others were duplicates.
+/// What a batch write did: indices of the newly stored events, of the events the database refused (with its
+/// message) and of those over `--max-events-per-saga`. The others were duplicates.
 #[derive(Debug, Default)]
 struct Stored {
     new: Vec<usize>,
     rejected: Vec<(usize, String)>,
+    too_long: Vec<usize>,
 }
 
 /// The topic-partitions a batch holds messages of.

@@ -1,0 +1,251 @@
+//! The derived `sagas` rows and their [`Summary`] rows (`saga_summaries`): lock, load, admit under the per-saga
+//! cap, rebuild from events, upsert. Used by the batch writer ([`Store::write`](super::Store::write)) and by
+//! `restore` (through [`recompute_sagas`](super::recompute_sagas)).
+
+use std::collections::{HashMap, HashSet};
+
+use saga_tracker_core::SagaEvent;
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::state::{self, EventFacts};
+use super::store::{IncomingEvent, micros_to_datetime};
+use super::summary::Summary;
+
+/// The facts of an incoming event.
+pub(crate) fn facts_of(e: &SagaEvent) -> EventFacts {
+    EventFacts {
+        step_index: e.step_index,
+        step_count: e.step_count,
+        compensable: e.compensable,
+        event_id: e.event_id,
+        saga_type: e.saga_type.clone(),
+        step: e.step.clone(),
+        status: e.status,
+        attempt: e.attempt,
+        order_id: e.order_id.clone(),
+        service: e.service.clone(),
+        recorded_at: micros_to_datetime(e.recorded_at),
+    }
+}
+
+/// Takes the transaction-scoped advisory lock of every saga (in hash order, so two writers cannot deadlock):
+/// the summaries read next stay current until the transaction ends.
+pub(crate) async fn lock(tx: &mut sqlx::PgConnection, sagas: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM
+             (SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest($1::text[]) AS id ORDER BY k) AS keys",
+    )
+    .bind(sagas)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The summaries of the stored sagas among `sagas` (locked). A saga whose summary is missing or does not count
+/// its `sagas` row's events (a row written by an older tracker during a rolling upgrade), or that has no `sagas`
+/// row (new, or events stored without one), is rebuilt from its stored events (none for a new saga).
+pub(crate) async fn load(
+    tx: &mut sqlx::PgConnection,
+    sagas: &[String],
+) -> Result<HashMap<String, Summary>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT s.saga_id, s.event_count, m.summary FROM sagas s
+             LEFT JOIN saga_summaries m ON m.saga_id = s.saga_id
+         WHERE s.saga_id = ANY($1)",
+    )
+    .bind(sagas)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut summaries = HashMap::with_capacity(rows.len());
+    let mut stale = Vec::new();
+    let mut known = HashSet::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.try_get("saga_id")?;
+        known.insert(id.clone());
+        let count: i32 = r.try_get("event_count")?;
+        let summary: Option<serde_json::Value> = r.try_get("summary")?;
+        match summary.and_then(|v| serde_json::from_value::<Summary>(v).ok()) {
+            Some(s) if s.n == i64::from(count) => {
+                summaries.insert(id, s);
+            }
+            _ => stale.push(id),
+        }
+    }
+    stale.extend(sagas.iter().filter(|id| !known.contains(*id)).cloned());
+    if !stale.is_empty() {
+        tracing::debug!(
+            sagas = stale.len(),
+            "rebuilding saga summaries from their events"
+        );
+        summaries.extend(rebuild(tx, &stale).await?);
+    }
+    Ok(summaries)
+}
+
+/// The summaries of `sagas` from all their stored events (sagas without events are absent).
+pub(crate) async fn rebuild(
+    tx: &mut sqlx::PgConnection,
+    sagas: &[String],
+) -> Result<HashMap<String, Summary>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT event_id, saga_id, saga_type, step, status, attempt, order_id, service, recorded_at,
+             step_index, step_count, compensable
+         FROM saga_events WHERE saga_id = ANY($1)",
+    )
+    .bind(sagas)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut summaries: HashMap<String, Summary> = HashMap::new();
+    for r in rows {
+        let status: String = r.try_get("status")?;
+        let facts = EventFacts {
+            event_id: r.try_get("event_id")?,
+            saga_type: r.try_get("saga_type")?,
+            step: r.try_get("step")?,
+            status: state::parse_status(&status),
+            attempt: r.try_get("attempt")?,
+            order_id: r.try_get("order_id")?,
+            service: r.try_get("service")?,
+            recorded_at: r.try_get("recorded_at")?,
+            step_index: r.try_get("step_index")?,
+            step_count: r.try_get("step_count")?,
+            compensable: r.try_get("compensable")?,
+        };
+        let id: String = r.try_get("saga_id")?;
+        match summaries.get_mut(&id) {
+            Some(s) => s.add(&facts),
+            None => {
+                summaries.insert(id, Summary::of(&facts));
+            }
+        }
+    }
+    Ok(summaries)
+}
+
+/// Splits `unique` (indices into `batch`) into the events to write and those over the cap: a saga holding
+/// `max` events takes no new one; events already stored are not counted (they are duplicates, absorbed by the
+/// insert). The batch's order decides which events of a saga near the cap are admitted.
+pub(crate) async fn admit(
+    tx: &mut sqlx::PgConnection,
+    batch: &[IncomingEvent],
+    unique: Vec<usize>,
+    summaries: &HashMap<String, Summary>,
+    max: i64,
+) -> Result<(Vec<usize>, Vec<usize>), sqlx::Error> {
+    let stored = |id: &str| summaries.get(id).map_or(0, |s| s.n);
+    let mut incoming: HashMap<&str, i64> = HashMap::new();
+    for &i in &unique {
+        *incoming.entry(batch[i].event.saga_id.as_str()).or_default() += 1;
+    }
+    let near: Vec<&str> = incoming
+        .iter()
+        .filter(|(id, n)| stored(id) + **n > max)
+        .map(|(id, _)| *id)
+        .collect();
+    if near.is_empty() {
+        return Ok((unique, Vec::new()));
+    }
+    // Which of the near sagas' events are already stored (re-deliveries): they pass to the insert.
+    let ids: Vec<Uuid> = unique
+        .iter()
+        .filter(|&&i| near.contains(&batch[i].event.saga_id.as_str()))
+        .map(|&i| batch[i].event.event_id)
+        .collect();
+    let known: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT event_id FROM saga_events WHERE saga_id = ANY($1) AND event_id = ANY($2)",
+    )
+    .bind(&near)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut room: HashMap<&str, i64> = near.iter().map(|id| (*id, max - stored(id))).collect();
+    let (mut admitted, mut refused) = (Vec::with_capacity(unique.len()), Vec::new());
+    for i in unique {
+        let event = &batch[i].event;
+        match room.get_mut(event.saga_id.as_str()) {
+            Some(_) if known.contains(&event.event_id) => admitted.push(i),
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                admitted.push(i);
+            }
+            Some(_) => refused.push(i),
+            None => admitted.push(i),
+        }
+    }
+    Ok((admitted, refused))
+}
+
+#[derive(Serialize)]
+struct SagaUpsert<'a> {
+    saga_id: &'a str,
+    saga_type: String,
+    status: &'static str,
+    order_id: Option<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    failed_step: Option<String>,
+    pending_compensations: Vec<String>,
+    steps: Vec<String>,
+    services: Vec<String>,
+    event_count: i64,
+    summary: &'a Summary,
+}
+
+/// Writes the derived `sagas` row and the summary of each saga, in one statement.
+pub(crate) async fn upsert<'a>(
+    tx: &mut sqlx::PgConnection,
+    summaries: impl Iterator<Item = (&'a String, &'a Summary)>,
+) -> Result<(), sqlx::Error> {
+    let upserts: Vec<SagaUpsert<'_>> = summaries
+        .map(|(id, summary)| {
+            let d = summary.derive();
+            SagaUpsert {
+                saga_id: id,
+                saga_type: d.saga_type,
+                status: d.status.as_str(),
+                order_id: d.order_id,
+                started_at: d.started_at,
+                updated_at: d.updated_at,
+                failed_step: d.failed_step,
+                pending_compensations: d.pending_compensations,
+                steps: d.steps,
+                services: d.services,
+                event_count: i64::try_from(d.event_count).unwrap_or(i64::MAX),
+                summary,
+            }
+        })
+        .collect();
+    if upserts.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_value(&upserts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "WITH x AS (
+             SELECT * FROM jsonb_to_recordset($1) AS x(saga_id text, saga_type text, status text, order_id text,
+                 started_at timestamptz, updated_at timestamptz, failed_step text, pending_compensations text[],
+                 steps text[], services text[], event_count int4, summary jsonb)
+         ), s AS (
+             INSERT INTO sagas (saga_id, saga_type, status, order_id, started_at, updated_at, failed_step,
+                 pending_compensations, steps, services, event_count, last_ingested_at)
+             SELECT saga_id, saga_type, status, order_id, started_at, updated_at, failed_step,
+                 pending_compensations, steps, services, event_count, now()
+             FROM x
+             ON CONFLICT (saga_id) DO UPDATE SET saga_type = EXCLUDED.saga_type, status = EXCLUDED.status,
+                 order_id = EXCLUDED.order_id, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
+                 failed_step = EXCLUDED.failed_step, pending_compensations = EXCLUDED.pending_compensations,
+                 steps = EXCLUDED.steps, services = EXCLUDED.services, event_count = EXCLUDED.event_count,
+                 last_ingested_at = EXCLUDED.last_ingested_at
+         )
+         INSERT INTO saga_summaries (saga_id, summary)
+         SELECT saga_id, summary FROM x
+         ON CONFLICT (saga_id) DO UPDATE SET summary = EXCLUDED.summary",
+    )
+    .bind(json)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
