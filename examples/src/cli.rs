@@ -224,6 +224,10 @@ pub struct DemoConfig {
     pub outbox: Option<OutboxOptions>,
     /// `--hang-sagas`: sagas left hanging after `reserve_stock` (taken from those planned to complete).
     pub hang_sagas: u32,
+    /// Read every topic from the beginning instead of from the high watermarks noted when the run starts. Not
+    /// on the command line: tests use it to prove that a start offset too early is harmless (messages of other
+    /// runs are skipped by content).
+    pub from_earliest: bool,
 }
 
 impl Default for DemoConfig {
@@ -242,6 +246,7 @@ impl Default for DemoConfig {
             tracker: None,
             outbox: None,
             hang_sagas: 0,
+            from_earliest: false,
         }
     }
 }
@@ -350,6 +355,7 @@ impl TryFrom<Args> for DemoConfig {
                 keep_data: args.keep_outbox_data,
             }),
             hang_sagas: args.hang_sagas,
+            from_earliest: false,
         };
         config.validate()?;
         Ok(config)

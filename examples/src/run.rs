@@ -19,7 +19,7 @@ use crate::report::run::RunReport;
 use crate::report::summary;
 use crate::report::tracker::TrackerReport;
 use crate::saga::{OrderSaga, ServiceName};
-use crate::services::{ServiceSet, ServiceState};
+use crate::services::{CommandScope, ServiceSet, ServiceState};
 use crate::store::Store;
 
 /// How long the trackers get to deliver what they recorded before the events are read back.
@@ -86,6 +86,20 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, DemoError> {
     result
 }
 
+/// Where this run starts reading `topic`: its high watermarks now, or with
+/// [`from_earliest`](DemoConfig::from_earliest) the beginning of every partition.
+fn start_offsets(
+    config: &DemoConfig,
+    kafka: &Kafka,
+    topic: &str,
+) -> Result<bus::Offsets, DemoError> {
+    if config.from_earliest {
+        kafka.begin_offsets(topic)
+    } else {
+        kafka.end_offsets(topic)
+    }
+}
+
 /// Files under `dir`, recursively (0 if it does not exist).
 fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| {
@@ -135,8 +149,9 @@ async fn run_with(
 ) -> Result<DemoOutcome, DemoError> {
     kafka.ensure_topics().await?;
 
-    // Note where every topic ends now: this run reads only what comes after.
-    let tracker_start = kafka.end_offsets(TRACKER_TOPIC)?;
+    // Note where every topic ends now: this run starts reading there. Only an optimisation: every reader skips
+    // what belongs to other runs, so an earlier start (a broker's low high watermark) is harmless.
+    let tracker_start = start_offsets(&config, &kafka, TRACKER_TOPIC)?;
     // `--with-tracker`: the central tracker service runs beside the services, on the same Kafka, from where this
     // run's part of saga.tracker begins. It starts before any saga (an unreachable database is bad input) and
     // stops, with its schema dropped, however the run ends.
@@ -236,22 +251,32 @@ async fn run_services(
     central: Option<&central_tracker::InProcessTracker>,
     store: Option<&Store>,
 ) -> Result<DemoOutcome, DemoError> {
-    let reply_start = kafka.end_offsets(REPLY_TOPIC)?;
+    let reply_start = start_offsets(&config, kafka, REPLY_TOPIC)?;
     let mut command_starts = BTreeMap::new();
     let mut trackers = Vec::new();
     for &service in config.role.services() {
-        command_starts.insert(service, kafka.end_offsets(bus::command_topic(service))?);
+        command_starts.insert(
+            service,
+            start_offsets(&config, kafka, bus::command_topic(service))?,
+        );
         trackers.push((service, build_tracker(kafka, service, spool_root)?));
     }
     // One tracker per service, each scoped to its service's handlers (three services share this process, and
     // each records under its own service name). The tracker service of `--with-tracker` runs beside them (see
     // `run_with`).
     // `--outbox`: the handlers on the store's tables, their events through its outbox.
+    // Roles `all` and `order` plan the sagas: their services handle this run's saga ids. A service alone in its
+    // process serves whoever sends commands from now on.
+    let scope = if config.role.runs_sagas() {
+        CommandScope::run(&run_id)
+    } else {
+        CommandScope::from_now()
+    };
     let services = match store {
-        Some(store) => ServiceSet::start_with(kafka, trackers, &command_starts, |name| {
+        Some(store) => ServiceSet::start_with(kafka, trackers, &command_starts, &scope, |name| {
             ServiceState::Stored(name, store.pool.clone())
         })?,
-        None => ServiceSet::start(kafka, trackers, &command_starts)?,
+        None => ServiceSet::start(kafka, trackers, &command_starts, &scope)?,
     };
     let recording = if store.is_some() {
         Recording::Outbox
@@ -329,9 +354,16 @@ async fn run_services(
     let deduplicated: Vec<SagaEvent> = timelines.values().flatten().cloned().collect();
     let summary = summary::summarize(&deduplicated, &consistency, &order_saga_shape());
     let tracker = match central {
-        Some(central) => {
-            Some(ask_the_tracker(central, &read.events, &consistency, &timelines).await?)
-        }
+        Some(central) => Some(
+            ask_the_tracker(
+                central,
+                &crate::saga::saga_id_prefix(&run_id),
+                &read.events,
+                &consistency,
+                &timelines,
+            )
+            .await?,
+        ),
         None => None,
     };
     Ok(DemoOutcome::Report(Box::new(RunReport {
@@ -360,6 +392,7 @@ async fn run_services(
 /// timeline the report shows (the first saga when none failed).
 async fn ask_the_tracker(
     central: &central_tracker::InProcessTracker,
+    run_prefix: &str,
     events: &[SagaEvent],
     consistency: &Consistency,
     timelines: &BTreeMap<String, Vec<SagaEvent>>,
@@ -372,7 +405,7 @@ async fn ask_the_tracker(
         .map(|(id, _)| id)
         .or_else(|| timelines.keys().next().map(String::as_str))
         .ok_or_else(|| DemoError::Internal("no saga recorded any event".into()))?;
-    central.fetch(saga_id, waited, ids.len()).await
+    central.fetch(saga_id, run_prefix, waited, ids.len()).await
 }
 
 /// Checks every planned saga's timeline; a saga planned to hang (`--hang-sagas`) that stops after
