@@ -75,7 +75,7 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, DemoError> {
         .enable_all()
         .build()
         .map_err(|e| DemoError::Internal(format!("cannot start the async runtime: {e}")))?;
-    let run_id = new_run_id();
+    let run_id = config.run_id.clone().unwrap_or_else(new_run_id);
     let spool_root = std::env::temp_dir().join(format!("order-saga-demo-{run_id}"));
     let result = runtime.block_on(run_with(config, kafka, run_id, &spool_root));
     // Stops the service tasks, dropping the last tracker clones (they flush on drop).
@@ -266,8 +266,8 @@ async fn run_services(
     // `run_with`).
     // `--outbox`: the handlers on the store's tables, their events through its outbox.
     // Roles `all` and `order` plan the sagas: their services handle this run's saga ids. A service alone in its
-    // process serves whoever sends commands from now on.
-    let scope = if config.role.runs_sagas() {
+    // process serves the run of `--run-id`, or without it whoever sends commands from now on.
+    let scope = if config.role.runs_sagas() || config.run_id.is_some() {
         CommandScope::run(&run_id)
     } else {
         CommandScope::from_now()

@@ -206,14 +206,27 @@ fn the_api_serves_the_failed_sagas_timeline_as_recorded_in_kafka() {
         "{:?}",
         tracker.metrics_lines
     );
-    assert!(
+    // 12 sagas at the default shares: 3 compensated, counted over this run's sagas; the metric counts the whole
+    // schema, which can also hold earlier runs' sagas (a start offset too early on a shared broker).
+    assert_eq!(
         tracker
-            .metrics_lines
-            .iter()
-            .any(|l| l == "saga_tracker_sagas{status=\"COMPENSATED\"} 3"),
-        "12 sagas at the default shares: 3 compensated; {:?}",
-        tracker.metrics_lines
+            .run_stats
+            .sagas_by_status
+            .get(&SagaState::Compensated),
+        Some(&3),
+        "{:?}",
+        tracker.run_stats
     );
+    if tracker.stats.sagas_total == tracker.run_stats.sagas_total {
+        assert!(
+            tracker
+                .metrics_lines
+                .iter()
+                .any(|l| l == "saga_tracker_sagas{status=\"COMPENSATED\"} 3"),
+            "12 sagas at the default shares: 3 compensated; {:?}",
+            tracker.metrics_lines
+        );
+    }
     // The SDK writes schema v2: the tracker knows the successful sagas finished (not v1's best-effort SUCCEEDED).
     let completed = tracker
         .metrics_lines
@@ -442,7 +455,8 @@ fn a_start_offset_too_early_changes_nothing() {
     let tracker = this.tracker.as_ref().expect("tracker report");
     assert_eq!(tracker.run_stats.sagas_total, 5, "{:?}", tracker.run_stats);
     assert_eq!(tracker.run_stats.events_total, distinct.len() as i64);
-    assert_eq!(tracker.stats.sagas_total, 11, "{:?}", tracker.stats);
+    // 11 on a broker of its own (the mock cluster); a shared one (tansu) adds other tests' runs.
+    assert!(tracker.stats.sagas_total >= 11, "{:?}", tracker.stats);
     assert_eq!(tracker.run_events, distinct.len());
     assert!(
         this.render()
