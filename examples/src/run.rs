@@ -35,7 +35,20 @@ pub enum DemoOutcome {
     /// The sagas ran (roles `all` and `order`): the report built from the events read back.
     Report(Box<RunReport>),
     /// A single service ran until Ctrl-C (roles `product` and `payment`).
-    Served(Vec<(ServiceName, u64, TrackerStats)>),
+    Served(Vec<Served>),
+}
+
+/// What a service alone in its process did until Ctrl-C.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Which service.
+    pub name: ServiceName,
+    /// Commands it handled.
+    pub handled: u64,
+    /// Commands it read but skipped: another run's ([`CommandScope`]).
+    pub other_runs: u64,
+    /// Its tracker's counters.
+    pub stats: TrackerStats,
 }
 
 impl DemoOutcome {
@@ -511,23 +524,29 @@ async fn serve_until_ctrl_c(
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| DemoError::Internal(format!("waiting for Ctrl-C: {e}")))?;
-    let summary: Vec<(ServiceName, u64, Tracker)> = services
+    let summary: Vec<(ServiceName, _, _, Tracker)> = services
         .services
         .iter()
         .map(|s| {
             (
                 s.name,
-                s.handled.load(std::sync::atomic::Ordering::Relaxed),
+                s.handled.clone(),
+                s.other_runs.clone(),
                 s.tracker.clone(),
             )
         })
         .collect();
     services.stop(FLUSH_TIMEOUT).await?;
-    let served: Vec<(ServiceName, u64, TrackerStats)> = summary
+    let served: Vec<Served> = summary
         .into_iter()
-        .map(|(name, handled, tracker)| (name, handled, tracker.stats()))
+        .map(|(name, handled, other_runs, tracker)| Served {
+            name,
+            handled: handled.load(std::sync::atomic::Ordering::Relaxed),
+            other_runs: other_runs.load(std::sync::atomic::Ordering::Relaxed),
+            stats: tracker.stats(),
+        })
         .collect();
-    if served.iter().all(|(_, _, s)| s.failed == 0) {
+    if served.iter().all(|s| s.stats.failed == 0) {
         let _ = std::fs::remove_dir_all(spool_root);
     } else {
         eprintln!(
