@@ -17,7 +17,7 @@ use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use uuid::Uuid;
 
-use saga_tracker_service::api::model::{SagaRow, Stats, Timeline};
+use saga_tracker_service::api::model::{SagaRow, SagaState, Stats, Timeline};
 use saga_tracker_service::{Assignment, Config, Service, StartError, StoreError};
 
 use crate::DemoError;
@@ -208,10 +208,12 @@ impl InProcessTracker {
         })
     }
 
-    /// Asks the API for `saga_id`'s summary and timeline, and reads the headline `/metrics` lines.
+    /// Asks the API for `saga_id`'s summary and timeline and the stats, counts the stats again over the sagas
+    /// whose ids start with `run_prefix` (this run's), and reads the headline `/metrics` lines.
     pub async fn fetch(
         &self,
         saga_id: &str,
+        run_prefix: &str,
         ingest_wait: Duration,
         run_events: usize,
     ) -> Result<TrackerReport, DemoError> {
@@ -239,10 +241,57 @@ impl InProcessTracker {
             ingest_wait,
             saga,
             timeline: timeline.events,
+            run_stats: self.run_stats(&stats, run_prefix).await?,
+            run_prefix: run_prefix.to_owned(),
             stats,
             metrics_lines: headline_metrics(&metrics),
             kept: false,
             serving: false,
+        })
+    }
+
+    /// `stats` with its saga, event and stuck counts taken over this run's sagas only (ids starting with
+    /// `run_prefix`): a start offset too early lets the service store earlier runs' sagas too, and those must not
+    /// count.
+    async fn run_stats(&self, stats: &Stats, run_prefix: &str) -> Result<Stats, DemoError> {
+        let error =
+            |e: sqlx::Error| DemoError::TrackerService(format!("counting this run's sagas: {e}"));
+        let pool = self.service.store().pool();
+        let by_state: Vec<(SagaState, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM sagas WHERE left(saga_id, length($1)) = $1 GROUP BY status",
+        )
+        .bind(run_prefix)
+        .fetch_all(pool)
+        .await
+        .map_err(error)?;
+        let by_state: std::collections::BTreeMap<SagaState, i64> = by_state.into_iter().collect();
+        let terminal: Vec<&str> = SagaState::terminal().map(SagaState::as_str).collect();
+        let stuck: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sagas WHERE left(saga_id, length($1)) = $1 AND status <> ALL($2) \
+             AND updated_at < now() - make_interval(secs => $3)",
+        )
+        .bind(run_prefix)
+        .bind(terminal)
+        .bind(stats.stuck_after_seconds as f64)
+        .fetch_one(pool)
+        .await
+        .map_err(error)?;
+        let events: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM saga_events WHERE left(saga_id, length($1)) = $1",
+        )
+        .bind(run_prefix)
+        .fetch_one(pool)
+        .await
+        .map_err(error)?;
+        Ok(Stats {
+            sagas_total: by_state.values().sum(),
+            sagas_by_status: SagaState::ALL
+                .into_iter()
+                .map(|s| (s, by_state.get(&s).copied().unwrap_or(0)))
+                .collect(),
+            events_total: events,
+            stuck_sagas: stuck,
+            ..stats.clone()
         })
     }
 

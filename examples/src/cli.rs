@@ -82,6 +82,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub hang_sagas: u32,
 
+    /// The run's id (lowercase letters and digits, at most 32), part of every saga id; random when absent. With
+    /// --service product/payment: serve only that run's sagas (give the order process the same id); without it
+    /// such a service serves every command sent after it started.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
     /// For --with-tracker: a saga not terminal and silent this long counts as stuck (0: at once, to see the
     /// hanging sagas of --hang-sagas in the report).
     #[arg(
@@ -224,6 +230,12 @@ pub struct DemoConfig {
     pub outbox: Option<OutboxOptions>,
     /// `--hang-sagas`: sagas left hanging after `reserve_stock` (taken from those planned to complete).
     pub hang_sagas: u32,
+    /// `--run-id`: the run's id (random when absent); services alone in their process serve only its sagas.
+    pub run_id: Option<String>,
+    /// Read every topic from the beginning instead of from the high watermarks noted when the run starts. Not
+    /// on the command line: tests use it to prove that a start offset too early is harmless (messages of other
+    /// runs are skipped by content).
+    pub from_earliest: bool,
 }
 
 impl Default for DemoConfig {
@@ -242,6 +254,8 @@ impl Default for DemoConfig {
             tracker: None,
             outbox: None,
             hang_sagas: 0,
+            run_id: None,
+            from_earliest: false,
         }
     }
 }
@@ -264,6 +278,17 @@ impl DemoConfig {
             return invalid(format!(
                 "--hang-sagas {}: only {completing} of the {} sagas are planned to complete (the others fail at payment)",
                 self.hang_sagas, self.sagas
+            ));
+        }
+        if let Some(id) = &self.run_id
+            && (id.is_empty()
+                || id.len() > 32
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        {
+            return invalid(format!(
+                "--run-id {id:?}: use 1 to 32 lowercase letters and digits"
             ));
         }
         if self.concurrency == 0 {
@@ -350,6 +375,8 @@ impl TryFrom<Args> for DemoConfig {
                 keep_data: args.keep_outbox_data,
             }),
             hang_sagas: args.hang_sagas,
+            run_id: args.run_id,
+            from_earliest: false,
         };
         config.validate()?;
         Ok(config)
@@ -494,6 +521,20 @@ mod tests {
             .expect_err("one process")
             .contains("--service all")
         );
+    }
+
+    #[test]
+    fn a_run_id_is_lowercase_letters_and_digits() {
+        let config = parse(&["--run-id", "0a1b2c3d"]).expect("ok");
+        assert_eq!(config.run_id.as_deref(), Some("0a1b2c3d"));
+        for bad in ["", "ABC", "a-b", &"a".repeat(33)] {
+            assert!(
+                parse(&["--run-id", bad])
+                    .expect_err("bad run id")
+                    .contains("--run-id"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

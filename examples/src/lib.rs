@@ -30,4 +30,4 @@ pub mod store;
 pub use cli::{Args, BrokerChoice, DemoConfig, Role};
 pub use error::{DemoError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCONSISTENT};
 pub use report::run::RunReport;
-pub use run::{DemoOutcome, order_saga_shape, run};
+pub use run::{DemoOutcome, Served, order_saga_shape, run};

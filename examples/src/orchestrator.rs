@@ -113,7 +113,7 @@ pub fn plan(config: &DemoConfig, run_id: &str) -> Vec<SagaPlan> {
             let amount_cents = i64::from(qty) * rng.gen_range(999..=19_999);
             let trace_id: u128 = trace_rng.r#gen::<u128>() | 1;
             SagaPlan {
-                saga_id: format!("saga-{run_id}-{:04}", i + 1),
+                saga_id: format!("{}{:04}", crate::saga::saga_id_prefix(run_id), i + 1),
                 order_id: format!("order-{run_id}-{:04}", i + 1),
                 line: OrderLine {
                     customer: customer.to_owned(),

@@ -19,7 +19,7 @@ use crate::report::run::RunReport;
 use crate::report::summary;
 use crate::report::tracker::TrackerReport;
 use crate::saga::{OrderSaga, ServiceName};
-use crate::services::{ServiceSet, ServiceState};
+use crate::services::{CommandScope, ServiceSet, ServiceState};
 use crate::store::Store;
 
 /// How long the trackers get to deliver what they recorded before the events are read back.
@@ -35,7 +35,20 @@ pub enum DemoOutcome {
     /// The sagas ran (roles `all` and `order`): the report built from the events read back.
     Report(Box<RunReport>),
     /// A single service ran until Ctrl-C (roles `product` and `payment`).
-    Served(Vec<(ServiceName, u64, TrackerStats)>),
+    Served(Vec<Served>),
+}
+
+/// What a service alone in its process did until Ctrl-C.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Which service.
+    pub name: ServiceName,
+    /// Commands it handled.
+    pub handled: u64,
+    /// Commands it read but skipped: another run's ([`CommandScope`]).
+    pub other_runs: u64,
+    /// Its tracker's counters.
+    pub stats: TrackerStats,
 }
 
 impl DemoOutcome {
@@ -75,7 +88,7 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, DemoError> {
         .enable_all()
         .build()
         .map_err(|e| DemoError::Internal(format!("cannot start the async runtime: {e}")))?;
-    let run_id = new_run_id();
+    let run_id = config.run_id.clone().unwrap_or_else(new_run_id);
     let spool_root = std::env::temp_dir().join(format!("order-saga-demo-{run_id}"));
     let result = runtime.block_on(run_with(config, kafka, run_id, &spool_root));
     // Stops the service tasks, dropping the last tracker clones (they flush on drop).
@@ -84,6 +97,20 @@ pub fn run(config: DemoConfig) -> Result<DemoOutcome, DemoError> {
         let _ = std::fs::remove_dir_all(&spool_root);
     }
     result
+}
+
+/// Where this run starts reading `topic`: its high watermarks now, or with
+/// [`from_earliest`](DemoConfig::from_earliest) the beginning of every partition.
+fn start_offsets(
+    config: &DemoConfig,
+    kafka: &Kafka,
+    topic: &str,
+) -> Result<bus::Offsets, DemoError> {
+    if config.from_earliest {
+        kafka.begin_offsets(topic)
+    } else {
+        kafka.end_offsets(topic)
+    }
 }
 
 /// Files under `dir`, recursively (0 if it does not exist).
@@ -135,8 +162,9 @@ async fn run_with(
 ) -> Result<DemoOutcome, DemoError> {
     kafka.ensure_topics().await?;
 
-    // Note where every topic ends now: this run reads only what comes after.
-    let tracker_start = kafka.end_offsets(TRACKER_TOPIC)?;
+    // Note where every topic ends now: this run starts reading there. Only an optimisation: every reader skips
+    // what belongs to other runs, so an earlier start (a broker's low high watermark) is harmless.
+    let tracker_start = start_offsets(&config, &kafka, TRACKER_TOPIC)?;
     // `--with-tracker`: the central tracker service runs beside the services, on the same Kafka, from where this
     // run's part of saga.tracker begins. It starts before any saga (an unreachable database is bad input) and
     // stops, with its schema dropped, however the run ends.
@@ -236,22 +264,32 @@ async fn run_services(
     central: Option<&central_tracker::InProcessTracker>,
     store: Option<&Store>,
 ) -> Result<DemoOutcome, DemoError> {
-    let reply_start = kafka.end_offsets(REPLY_TOPIC)?;
+    let reply_start = start_offsets(&config, kafka, REPLY_TOPIC)?;
     let mut command_starts = BTreeMap::new();
     let mut trackers = Vec::new();
     for &service in config.role.services() {
-        command_starts.insert(service, kafka.end_offsets(bus::command_topic(service))?);
+        command_starts.insert(
+            service,
+            start_offsets(&config, kafka, bus::command_topic(service))?,
+        );
         trackers.push((service, build_tracker(kafka, service, spool_root)?));
     }
     // One tracker per service, each scoped to its service's handlers (three services share this process, and
     // each records under its own service name). The tracker service of `--with-tracker` runs beside them (see
     // `run_with`).
     // `--outbox`: the handlers on the store's tables, their events through its outbox.
+    // Roles `all` and `order` plan the sagas: their services handle this run's saga ids. A service alone in its
+    // process serves the run of `--run-id`, or without it whoever sends commands from now on.
+    let scope = if config.role.runs_sagas() || config.run_id.is_some() {
+        CommandScope::run(&run_id)
+    } else {
+        CommandScope::from_now()
+    };
     let services = match store {
-        Some(store) => ServiceSet::start_with(kafka, trackers, &command_starts, |name| {
+        Some(store) => ServiceSet::start_with(kafka, trackers, &command_starts, &scope, |name| {
             ServiceState::Stored(name, store.pool.clone())
         })?,
-        None => ServiceSet::start(kafka, trackers, &command_starts)?,
+        None => ServiceSet::start(kafka, trackers, &command_starts, &scope)?,
     };
     let recording = if store.is_some() {
         Recording::Outbox
@@ -329,9 +367,16 @@ async fn run_services(
     let deduplicated: Vec<SagaEvent> = timelines.values().flatten().cloned().collect();
     let summary = summary::summarize(&deduplicated, &consistency, &order_saga_shape());
     let tracker = match central {
-        Some(central) => {
-            Some(ask_the_tracker(central, &read.events, &consistency, &timelines).await?)
-        }
+        Some(central) => Some(
+            ask_the_tracker(
+                central,
+                &crate::saga::saga_id_prefix(&run_id),
+                &read.events,
+                &consistency,
+                &timelines,
+            )
+            .await?,
+        ),
         None => None,
     };
     Ok(DemoOutcome::Report(Box::new(RunReport {
@@ -360,6 +405,7 @@ async fn run_services(
 /// timeline the report shows (the first saga when none failed).
 async fn ask_the_tracker(
     central: &central_tracker::InProcessTracker,
+    run_prefix: &str,
     events: &[SagaEvent],
     consistency: &Consistency,
     timelines: &BTreeMap<String, Vec<SagaEvent>>,
@@ -372,7 +418,7 @@ async fn ask_the_tracker(
         .map(|(id, _)| id)
         .or_else(|| timelines.keys().next().map(String::as_str))
         .ok_or_else(|| DemoError::Internal("no saga recorded any event".into()))?;
-    central.fetch(saga_id, waited, ids.len()).await
+    central.fetch(saga_id, run_prefix, waited, ids.len()).await
 }
 
 /// Checks every planned saga's timeline; a saga planned to hang (`--hang-sagas`) that stops after
@@ -478,23 +524,29 @@ async fn serve_until_ctrl_c(
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| DemoError::Internal(format!("waiting for Ctrl-C: {e}")))?;
-    let summary: Vec<(ServiceName, u64, Tracker)> = services
+    let summary: Vec<(ServiceName, _, _, Tracker)> = services
         .services
         .iter()
         .map(|s| {
             (
                 s.name,
-                s.handled.load(std::sync::atomic::Ordering::Relaxed),
+                s.handled.clone(),
+                s.other_runs.clone(),
                 s.tracker.clone(),
             )
         })
         .collect();
     services.stop(FLUSH_TIMEOUT).await?;
-    let served: Vec<(ServiceName, u64, TrackerStats)> = summary
+    let served: Vec<Served> = summary
         .into_iter()
-        .map(|(name, handled, tracker)| (name, handled, tracker.stats()))
+        .map(|(name, handled, other_runs, tracker)| Served {
+            name,
+            handled: handled.load(std::sync::atomic::Ordering::Relaxed),
+            other_runs: other_runs.load(std::sync::atomic::Ordering::Relaxed),
+            stats: tracker.stats(),
+        })
         .collect();
-    if served.iter().all(|(_, _, s)| s.failed == 0) {
+    if served.iter().all(|s| s.stats.failed == 0) {
         let _ = std::fs::remove_dir_all(spool_root);
     } else {
         eprintln!(

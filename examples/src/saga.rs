@@ -175,3 +175,9 @@ pub const REGULAR_SKUS: [&str; 3] = ["sku-keyboard", "sku-mouse", "sku-monitor"]
 /// A product kept in the legacy warehouse, whose ledger rejects stock releases: compensations of its
 /// reservations fail.
 pub const LEGACY_SKU: &str = "sku-legacy-printer";
+
+/// The start of every saga id of the run `run_id` (`saga-{run_id}-`): what tells this run's commands, replies and
+/// events from those of earlier runs on a shared broker.
+pub fn saga_id_prefix(run_id: &str) -> String {
+    format!("saga-{run_id}-")
+}

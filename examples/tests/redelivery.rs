@@ -10,7 +10,7 @@ use saga_tracker::{MemorySink, StepStatus, Tracker};
 use saga_tracker_examples::BrokerChoice;
 use saga_tracker_examples::bus::{self, Kafka};
 use saga_tracker_examples::saga::{CommandMsg, OrderLine, Phase, REGULAR_SKUS, ServiceName};
-use saga_tracker_examples::services::ServiceSet;
+use saga_tracker_examples::services::{CommandScope, ServiceSet};
 
 fn reserve(saga_id: &str) -> CommandMsg {
     CommandMsg {
@@ -49,8 +49,13 @@ async fn a_redelivered_command_is_handled_once() {
         .without_spool()
         .build()
         .expect("tracker");
-    let services =
-        ServiceSet::start(&kafka, vec![(ServiceName::Product, tracker)], &start).expect("start");
+    let services = ServiceSet::start(
+        &kafka,
+        vec![(ServiceName::Product, tracker)],
+        &start,
+        &CommandScope::Run("saga-".into()),
+    )
+    .expect("start");
     // One key, so one partition, read in order: the first command, its redelivery, then another command.
     let producer = kafka.producer().expect("producer");
     let first = reserve("saga-redelivered");

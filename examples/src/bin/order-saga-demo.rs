@@ -44,10 +44,10 @@ fn main() -> ExitCode {
             ExitCode::from(report.exit_code())
         }
         Ok(DemoOutcome::Served(served)) => {
-            for (service, handled, stats) in served {
+            for s in served {
                 eprintln!(
-                    "{service}: handled {handled} commands, recorded {} events ({} delivered)",
-                    stats.recorded, stats.delivered
+                    "{}: handled {} commands, recorded {} events ({} delivered); skipped {} commands of other runs",
+                    s.name, s.handled, s.stats.recorded, s.stats.delivered, s.other_runs
                 );
             }
             ExitCode::SUCCESS

@@ -25,8 +25,14 @@ pub struct TrackerReport {
     pub saga: SagaRow,
     /// The events of `GET /api/v1/sagas/{id}/timeline` of the shown saga.
     pub timeline: Vec<TimelineEntry>,
-    /// `GET /api/v1/stats`: sagas per derived state, stuck sagas.
+    /// `GET /api/v1/stats`: sagas per derived state, stuck sagas, of everything the service stored (its schema
+    /// can also hold sagas of earlier runs, read when a start offset was too early).
     pub stats: Stats,
+    /// [`stats`](TrackerReport::stats) counted over this run's sagas only (saga ids starting with
+    /// [`run_prefix`](TrackerReport::run_prefix)): what the demo and its tests count.
+    pub run_stats: Stats,
+    /// The start of this run's saga ids ([`crate::saga::saga_id_prefix`]).
+    pub run_prefix: String,
     /// Headline `/metrics` lines.
     pub metrics_lines: Vec<String>,
     /// Whether the schema was kept (`--keep-tracker-data`) rather than dropped.
@@ -132,6 +138,24 @@ impl TrackerReport {
             self.stats.stuck_after_seconds,
             self.stats.stuck_sagas
         );
+        if self.run_stats.sagas_total != self.stats.sagas_total {
+            let by_state: Vec<String> = self
+                .run_stats
+                .sagas_by_status
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(state, n)| format!("{state} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "This run's sagas ({}*): {}: {}; stuck: {} (the rest are earlier runs' sagas, read from before \
+                 this run's start and not counted)",
+                self.run_prefix,
+                self.run_stats.sagas_total,
+                by_state.join(", "),
+                self.run_stats.stuck_sagas
+            );
+        }
         let _ = writeln!(out, "Metrics (GET {}/metrics, excerpt):", self.api_url);
         for line in &self.metrics_lines {
             let _ = writeln!(out, "  {line}");

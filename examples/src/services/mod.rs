@@ -138,6 +138,42 @@ pub fn trace_context(traceparent: &str) -> Context {
     Context::new().with_remote_span_context(span)
 }
 
+/// Which commands belong to "this run". A consumer's start offset is only an optimisation (a broker may report a
+/// high watermark below the true end, see [`bus::end_offsets`]): commands of earlier runs can be read, and are
+/// skipped and counted, never handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandScope {
+    /// The sagas of one run: saga ids starting with [`crate::saga::saga_id_prefix`] of the run id (roles `all`
+    /// and `order`, which plan the sagas themselves).
+    Run(String),
+    /// A service serving another process's sagas (roles `product` and `payment`): commands produced at or after
+    /// this Kafka timestamp (milliseconds since the epoch), i.e. sent after the service started.
+    Since(i64),
+}
+
+impl CommandScope {
+    /// The scope of the run `run_id`.
+    pub fn run(run_id: &str) -> CommandScope {
+        CommandScope::Run(crate::saga::saga_id_prefix(run_id))
+    }
+
+    /// Commands sent from now on.
+    pub fn from_now() -> CommandScope {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        CommandScope::Since(now)
+    }
+
+    /// Whether `cmd`, read with Kafka timestamp `timestamp_ms`, belongs to this scope.
+    pub fn contains(&self, cmd: &CommandMsg, timestamp_ms: Option<i64>) -> bool {
+        match self {
+            CommandScope::Run(prefix) => cmd.saga_id.starts_with(prefix.as_str()),
+            CommandScope::Since(since) => timestamp_ms.is_some_and(|t| t >= *since),
+        }
+    }
+}
+
 /// A running service.
 #[derive(Debug)]
 pub struct RunningService {
@@ -147,6 +183,8 @@ pub struct RunningService {
     pub tracker: Tracker,
     /// Commands handled so far.
     pub handled: Arc<AtomicU64>,
+    /// Commands read but skipped because they belong to another run ([`CommandScope`]).
+    pub other_runs: Arc<AtomicU64>,
     task: JoinHandle<Result<(), DemoError>>,
 }
 
@@ -163,13 +201,14 @@ pub struct ServiceSet {
 
 impl ServiceSet {
     /// Starts `services`, each with its tracker, consuming its command topic from `start` (offsets noted when
-    /// the run began).
+    /// the run began; an earlier offset is harmless) and handling only the commands in `scope`.
     pub fn start(
         kafka: &Kafka,
         services: Vec<(ServiceName, Tracker)>,
         start: &std::collections::BTreeMap<ServiceName, Offsets>,
+        scope: &CommandScope,
     ) -> Result<ServiceSet, DemoError> {
-        ServiceSet::start_with(kafka, services, start, ServiceState::new)
+        ServiceSet::start_with(kafka, services, start, scope, ServiceState::new)
     }
 
     /// [`start`](ServiceSet::start) with each service's state from `state`.
@@ -177,6 +216,7 @@ impl ServiceSet {
         kafka: &Kafka,
         services: Vec<(ServiceName, Tracker)>,
         start: &std::collections::BTreeMap<ServiceName, Offsets>,
+        scope: &CommandScope,
         state: impl Fn(ServiceName) -> ServiceState,
     ) -> Result<ServiceSet, DemoError> {
         let (shutdown, _) = watch::channel(false);
@@ -187,19 +227,25 @@ impl ServiceSet {
             let consumer = kafka.consumer_from(bus::command_topic(name), &offsets)?;
             let producer = kafka.producer()?;
             let handled = Arc::new(AtomicU64::new(0));
+            let other_runs = Arc::new(AtomicU64::new(0));
             let task = tokio::spawn(serve(
                 name,
                 state(name),
                 consumer,
                 producer,
                 tracker.clone(),
-                handled.clone(),
+                Counters {
+                    handled: handled.clone(),
+                    other_runs: other_runs.clone(),
+                    scope: scope.clone(),
+                },
                 shutdown.subscribe(),
             ));
             running.push(RunningService {
                 name,
                 tracker,
                 handled,
+                other_runs,
                 task,
             });
         }
@@ -236,6 +282,13 @@ impl ServiceSet {
     }
 }
 
+/// What [`serve`] counts, and the scope it handles.
+struct Counters {
+    handled: Arc<AtomicU64>,
+    other_runs: Arc<AtomicU64>,
+    scope: CommandScope,
+}
+
 /// Serves one service's command topic until `shutdown` turns true.
 ///
 /// Kafka delivers at least once: a consumer that restarts, or whose position a broker reports as out of range,
@@ -247,9 +300,14 @@ async fn serve(
     consumer: StreamConsumer,
     producer: FutureProducer,
     tracker: Tracker,
-    handled: Arc<AtomicU64>,
+    counters: Counters,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DemoError> {
+    let Counters {
+        handled,
+        other_runs,
+        scope,
+    } = counters;
     let mut in_flight = tokio::task::JoinSet::new();
     let mut handled_commands = std::collections::HashSet::new();
     loop {
@@ -271,6 +329,11 @@ async fn serve(
             }
             None => continue,
         };
+        if !scope.contains(&cmd, message.timestamp().to_millis()) {
+            other_runs.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(service = %name, saga_id = %cmd.saga_id, offset = message.offset(), "skipping a command of another run");
+            continue;
+        }
         if !handled_commands.insert((cmd.saga_id.clone(), cmd.step.clone(), cmd.phase)) {
             tracing::debug!(service = %name, saga_id = %cmd.saga_id, step = %cmd.step, offset = message.offset(), "skipping a redelivered command");
             continue;
