@@ -47,6 +47,11 @@ fn flush_every(tracker: &saga_tracker::Tracker, i: u64) {
 }
 
 fn main() {
+    // A test runner listing the workspace's targets (`cargo nextest run --all-targets` runs `--list --format
+    // terse`): this harness-less bench holds no tests.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let variant = args.next().unwrap_or_else(|| "saga_step".into());
     let calls: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000);

@@ -117,6 +117,27 @@ impl Spool {
         Ok(path)
     }
 
+    /// How many events wait in the spool, counted without holding their paths (memory stays flat however many
+    /// events a long broker outage spooled).
+    pub fn count(&self) -> Result<usize, SpoolError> {
+        let io = |source| SpoolError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        let mut n = 0;
+        for entry in fs::read_dir(&self.dir).map_err(io)? {
+            if entry
+                .map_err(io)?
+                .path()
+                .extension()
+                .is_some_and(|ext| ext == EXTENSION)
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Spool files in the order they were recorded (oldest first).
     pub fn list(&self) -> Result<Vec<PathBuf>, SpoolError> {
         let io = |source| SpoolError::Io {
@@ -200,6 +221,7 @@ mod tests {
             .append(10, Uuid::now_v7(), "saga-a", b"first")
             .expect("append");
         assert_eq!(spool.list().expect("list"), vec![b.clone(), a]);
+        assert_eq!(spool.count().expect("count"), 2);
         let event = Spool::read(&b).expect("read");
         assert_eq!(
             (event.key.as_str(), event.payload.as_slice()),

@@ -356,7 +356,7 @@ impl Tracker {
     /// Events currently waiting in the spool.
     pub fn spooled_pending(&self) -> Result<usize, SpoolError> {
         match &self.inner.reporter.spool {
-            Some(spool) => Ok(spool.list()?.len()),
+            Some(spool) => spool.count(),
             None => Ok(0),
         }
     }
