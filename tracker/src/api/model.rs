@@ -44,7 +44,7 @@ pub const DEFAULT_TIMELINE_LIMIT: i64 = 100;
 #[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
     /// `next_cursor` of the previous page; empty = the first page.
-    #[param(pattern = "^(-?[0-9]{1,17}_[0-6]_[0-9a-f]{32})?$")]
+    #[param(pattern = "^((-[0-9]{1,16}|[0-9]{1,17})_[0-6]_[0-9a-f]{32})?$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500.
     #[param(minimum = 1, maximum = 500, default = 100)]
@@ -186,7 +186,7 @@ pub struct SagaQuery {
     pub to: Option<DateTime<Utc>>,
     /// `next_cursor` of the previous page; empty = the first page.
     #[graphql(skip)]
-    #[param(pattern = "^(-?[0-9]{1,17}_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$")]
+    #[param(pattern = "^((-[0-9]{1,16}|[0-9]{1,17})_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500.
     #[graphql(skip)]

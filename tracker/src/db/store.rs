@@ -85,9 +85,11 @@ pub struct Cursor {
 
 impl Cursor {
     /// The shape of every cursor [`Cursor::decode`] accepts (the OpenAPI document's `pattern`): microseconds
-    /// since the epoch (at most 17 digits, so years -1200 to 5100, all of which PostgreSQL holds), `_`, and the
+    /// since the epoch (at most 16 digits before the epoch and 17 after, so years 1653 to 5138: inside the years 0
+    /// to 9999 every cursor time is checked against), `_`, and the
     /// saga id in lowercase hex without a zero byte. Empty is no cursor.
-    pub const PATTERN: &'static str = "^(-?[0-9]{1,17}_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$";
+    pub const PATTERN: &'static str =
+        "^((-[0-9]{1,16}|[0-9]{1,17})_([0-9a-f][1-9a-f]|[1-9a-f]0)*)?$";
 
     /// The opaque text form: `{micros}_{hex of the saga id}`.
     pub fn encode(&self) -> String {

@@ -45,9 +45,10 @@ pub struct TimelineCursor {
 
 impl TimelineCursor {
     /// The shape of every cursor [`TimelineCursor::decode`] accepts (the OpenAPI document's `pattern`):
-    /// microseconds since the epoch, the status's rank (0–6), the event id in 32 lowercase hex digits, joined by
+    /// microseconds since the epoch (at most 16 digits before the epoch and 17 after: years 1653 to 5138, inside
+    /// the years 0 to 9999 every cursor time is checked against), the status's rank (0–6), the event id in 32 lowercase hex digits, joined by
     /// `_`. Empty is no cursor.
-    pub const PATTERN: &'static str = "^(-?[0-9]{1,17}_[0-6]_[0-9a-f]{32})?$";
+    pub const PATTERN: &'static str = "^((-[0-9]{1,16}|[0-9]{1,17})_[0-6]_[0-9a-f]{32})?$";
 
     /// The cursor of an entry.
     pub fn of(entry: &TimelineEntry) -> TimelineCursor {
