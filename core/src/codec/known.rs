@@ -14,9 +14,9 @@
 
 use std::fmt;
 
-use super::{DecodeError, RegistryIds, SINGLE_OBJECT_HEADER_LEN, decode_datum_as};
+use super::{DecodeError, RegistryIds, decode_datum_as, split_single_object};
 use crate::event::SagaEvent;
-use crate::schema::{self, SINGLE_OBJECT_MAGIC, SchemaVersion, VERSIONS};
+use crate::schema::{self, SchemaVersion, VERSIONS};
 
 /// The schema versions a reader knows and the Confluent schema-registry ids it maps to them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,19 +141,7 @@ impl KnownSchemas {
         &self,
         message: &'m [u8],
     ) -> Result<(&'static SchemaVersion, &'m [u8]), DecodeError> {
-        if message.is_empty() {
-            return Err(DecodeError::Empty);
-        }
-        let magic_len = message.len().min(2);
-        if message[..magic_len] != SINGLE_OBJECT_MAGIC[..magic_len] {
-            return Err(DecodeError::BadMagic {
-                found: message[..magic_len].to_vec(),
-            });
-        }
-        if message.len() < SINGLE_OBJECT_HEADER_LEN {
-            return Err(DecodeError::TruncatedHeader { len: message.len() });
-        }
-        let fingerprint = &message[2..SINGLE_OBJECT_HEADER_LEN];
+        let (fingerprint, datum) = split_single_object(message)?;
         let version = self
             .versions
             .iter()
@@ -162,7 +150,7 @@ impl KnownSchemas {
                 fingerprint: hex::encode(fingerprint),
                 known: self.describe_versions(),
             })?;
-        Ok((version, &message[SINGLE_OBJECT_HEADER_LEN..]))
+        Ok((version, datum))
     }
 
     /// Decodes a Confluent-framed message; its schema id picks the writer's version.

@@ -238,6 +238,19 @@ pub fn decode(message: &[u8]) -> Result<SagaEvent, DecodeError> {
 
 /// Checks a single-object header and returns the writer's schema version and the datum after it.
 pub fn single_object_parts(message: &[u8]) -> Result<(&'static SchemaVersion, &[u8]), DecodeError> {
+    let (fingerprint, datum) = split_single_object(message)?;
+    let version = schema::version_by_fingerprint(fingerprint).ok_or_else(|| {
+        DecodeError::UnknownFingerprint {
+            fingerprint: hex::encode(fingerprint),
+            known: schema::known_fingerprints(),
+        }
+    })?;
+    Ok((version, datum))
+}
+
+/// Checks a single-object header (magic, length) and splits the message into the writer's fingerprint and the
+/// datum; which fingerprints are known is the caller's question.
+pub(crate) fn split_single_object(message: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     if message.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -250,14 +263,7 @@ pub fn single_object_parts(message: &[u8]) -> Result<(&'static SchemaVersion, &[
     if message.len() < SINGLE_OBJECT_HEADER_LEN {
         return Err(DecodeError::TruncatedHeader { len: message.len() });
     }
-    let fingerprint = &message[2..SINGLE_OBJECT_HEADER_LEN];
-    let version = schema::version_by_fingerprint(fingerprint).ok_or_else(|| {
-        DecodeError::UnknownFingerprint {
-            fingerprint: hex::encode(fingerprint),
-            known: schema::known_fingerprints(),
-        }
-    })?;
-    Ok((version, &message[SINGLE_OBJECT_HEADER_LEN..]))
+    Ok(message[2..].split_at(SINGLE_OBJECT_HEADER_LEN - 2))
 }
 
 /// Checks a single-object header and returns the datum after it, which must be written with the current version
