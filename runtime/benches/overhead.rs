@@ -232,24 +232,5 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// Acknowledges every event at once.
-struct NullSink;
-
-impl saga_tracker::Sink for NullSink {
-    fn send(
-        &self,
-        _envelope: saga_tracker::sink::Envelope,
-        delivery: saga_tracker::sink::Delivery,
-    ) {
-        delivery.delivered();
-    }
-    fn flush(&self, _timeout: Duration) -> Result<(), saga_tracker::sink::SinkError> {
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "null".into()
-    }
-}
-
 criterion_group!(benches, bench);
 criterion_main!(benches);

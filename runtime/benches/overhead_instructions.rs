@@ -20,24 +20,6 @@ impl fastrace::collector::Reporter for DropSpans {
     }
 }
 
-struct NullSink;
-
-impl saga_tracker::Sink for NullSink {
-    fn send(
-        &self,
-        _envelope: saga_tracker::sink::Envelope,
-        delivery: saga_tracker::sink::Delivery,
-    ) {
-        delivery.delivered();
-    }
-    fn flush(&self, _timeout: Duration) -> Result<(), saga_tracker::sink::SinkError> {
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        "null".into()
-    }
-}
-
 /// A flush every 8 192 calls keeps the lanes under the queue capacity while the worker runs slowed by valgrind
 /// (otherwise the caller would spool, and encode, events itself).
 fn flush_every(tracker: &saga_tracker::Tracker, i: u64) {

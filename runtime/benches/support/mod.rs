@@ -158,3 +158,22 @@ pub fn raw_calls(
     }
     raw.flush(Duration::from_secs(60)).expect("raw flush");
 }
+
+/// Acknowledges every event at once.
+pub struct NullSink;
+
+impl saga_tracker::Sink for NullSink {
+    fn send(
+        &self,
+        _envelope: saga_tracker::sink::Envelope,
+        delivery: saga_tracker::sink::Delivery,
+    ) {
+        delivery.delivered();
+    }
+    fn flush(&self, _timeout: Duration) -> Result<(), saga_tracker::sink::SinkError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "null".into()
+    }
+}
