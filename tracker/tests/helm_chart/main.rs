@@ -399,7 +399,19 @@ fn the_tracker_command_line_parses_with_the_service_flags() {
             assert_eq!(config.database_max_connections, 16);
             assert_eq!(props.get("sasl.username"), Some(&"saga-tracker"));
             assert_eq!(props.get("sasl.password"), Some(&"from-an-external-secret"));
+            assert_eq!(config.known_schema_versions, [1, 2], "schema.knownVersions");
+            let ids = config
+                .registry_schema_ids
+                .as_ref()
+                .expect("schema.registryIds");
+            assert_eq!(ids.version_of(17).map(|v| v.version), Some(1));
+            assert_eq!(ids.version_of(18).map(|v| v.version), Some(2));
         } else {
+            assert!(
+                config.known_schema_versions.is_empty(),
+                "every version by default"
+            );
+            assert!(config.registry_schema_ids.is_none());
             assert_eq!(
                 config.database_url, "postgres://tracker:change-me@postgres.databases:5432/tracker",
                 "from the chart's Secret"
