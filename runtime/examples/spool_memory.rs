@@ -9,10 +9,11 @@
 //!
 //! Prints `INFO spool_peak_rss ours=<MiB> ...` (the process's `VmHWM` once every event is spooled), the `VmRSS`
 //! after each tenth of the events (flat once librdkafka's queue and the tracker's queue are full: memory does not
-//! grow with the events), and the tracker's counters; then `INFO spool_replay_peak_rss count=<MiB> replay=<MiB>
-//! ...`: the peak resident set while `Tracker::spooled_pending` counts the spool and while `Tracker::replay_spool`
-//! replays it (each peak measured from the resident set before it: the high-water mark is reset through
-//! `/proc/self/clear_refs`), with how long each took. The spool lives in a temporary directory under `target/`
+//! grow with the events), and the tracker's counters; then `INFO spool_replay_peak_rss count=<MiB> walk=<MiB>
+//! replay=<MiB> ...`: the peak resident set while `Tracker::spooled_pending` counts the spool (one read of the
+//! directory), while `Spool::walk` walks it alone (the files in recorded order, one directory read per chunk of
+//! names) and while `Tracker::replay_spool` replays it (each peak measured from the resident set before it: the
+//! high-water mark is reset through `/proc/self/clear_refs`), with how long each took. The spool lives in a temporary directory under `target/`
 //! (one file per event, about 4 KiB of disk each, removed by the replay); fsync is off (`SPOOL_MEMORY_FSYNC=1`
 //! turns it on), which changes the speed, not the memory.
 
@@ -138,6 +139,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spooled_files = tracker.spooled_pending()?;
     let count_in = started.elapsed();
     let peak_count = status_kib("VmHWM:");
+    // The walk alone (what the replay reads the spool with): one directory read per chunk of names.
+    reset_peak();
+    let started = Instant::now();
+    let walked = saga_tracker::spool::Spool::open(spool.path(), fsync)?
+        .walk()
+        .try_fold(0usize, |n, key| key.map(|_| n + 1))?;
+    let walk_in = started.elapsed();
+    let peak_walk = status_kib("VmHWM:");
     reset_peak();
     let before_replay = status_kib("VmRSS:");
     let started = Instant::now();
@@ -146,8 +155,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peak_replay = status_kib("VmHWM:");
     let left = tracker.spooled_pending()?;
     println!(
-        "INFO spool_replay_peak_rss count={:.1}MiB replay={:.1}MiB before_count={:.1}MiB before_replay={:.1}MiB peak_reset={} spool_files={spooled_files} count_in={count_in:.1?} replay_in={replay_in:.1?} resent={} corrupt={} left={left}",
+        "INFO spool_replay_peak_rss count={:.1}MiB walk={:.1}MiB replay={:.1}MiB before_count={:.1}MiB before_replay={:.1}MiB peak_reset={} spool_files={spooled_files} count_in={count_in:.1?} walked={walked} walk_in={walk_in:.1?} replay_in={replay_in:.1?} resent={} corrupt={} left={left}",
         mib(peak_count),
+        mib(peak_walk),
         mib(peak_replay),
         mib(before_count),
         mib(before_replay),
