@@ -87,6 +87,9 @@ pub struct SpoolKey {
     event_id: Uuid,
 }
 
+// The walk's bound (`WALK_CHUNK` keys of 24 bytes) holds.
+const _: () = assert!(std::mem::size_of::<SpoolKey>() == 24);
+
 /// `<20 digits>-<36-character UUID>.spool`
 const NAME_LEN: usize = 20 + 1 + 36 + 1 + EXTENSION.len();
 
