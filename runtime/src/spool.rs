@@ -27,7 +27,7 @@ const SET_ASIDE: &str = "corrupt";
 ///
 /// Directory entries come in no useful order, so each chunk costs one read of the whole directory: a walk over
 /// `n` files reads the directory `⌊n / chunk⌋ + 1` times. Measured with 1 M spooled files (BENCHMARKS.md, *Memory
-/// with Kafka down*): one read 0.6–0.9 s, the whole walk (16 reads) about 20 s, against 370–810 s for the replay's
+/// with Kafka down*): one read 0.6–2.2 s, the whole walk (16 reads) 12–31 s, against 370–810 s for the replay's
 /// own work on each file (read, send, delete): 2–5 % of a replay at 1 M files, a share that grows in proportion
 /// to the number of files (the walk reads `n² / chunk` names; about 30 % at 10 M), for 1.5 MiB. Set per tracker with
 /// [`TrackerBuilder::spool_replay_chunk`](crate::TrackerBuilder::spool_replay_chunk).
