@@ -13,10 +13,16 @@ use saga_tracker::{KafkaSink, StepStatus, Tracker, Transition, codec};
 const CHILD_ENV: &str = "SAGA_TRACKER_CRASH_CHILD_SPOOL";
 const EVENTS: usize = 40;
 
-fn tracker(brokers: &str, topic: &str, spool: &std::path::Path) -> Tracker {
+/// A tracker whose undelivered events are spooled after `message_timeout`.
+fn tracker(
+    brokers: &str,
+    topic: &str,
+    spool: &std::path::Path,
+    message_timeout: Duration,
+) -> Tracker {
     let sink = KafkaSink::builder(brokers)
         .topic(topic)
-        .message_timeout(Duration::from_secs(1))
+        .message_timeout(message_timeout)
         .set("reconnect.backoff.max.ms", "200")
         .build()
         .expect("kafka sink");
@@ -35,7 +41,13 @@ fn child_records_with_the_broker_down_then_waits() {
     let Some(spool) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let t = tracker("127.0.0.1:9", "saga.tracker", std::path::Path::new(&spool));
+    // Short: the broker is down, every event is spooled after a second.
+    let t = tracker(
+        "127.0.0.1:9",
+        "saga.tracker",
+        std::path::Path::new(&spool),
+        Duration::from_secs(1),
+    );
     for i in 0..EVENTS {
         t.record(Transition::new(
             "OrderSaga",
@@ -85,7 +97,13 @@ fn sigkilled_producer_spool_is_replayed_after_restart() {
     let kafka = TestKafka::start().expect("kafka");
     let topic = kafka.unique_topic("saga.tracker");
     kafka.create_topic(&topic, 3).expect("topic");
-    let t = tracker(kafka.brokers(), &topic, spool.path());
+    // Long: on a loaded machine a replayed event must not time out (its file would stay in the spool).
+    let t = tracker(
+        kafka.brokers(),
+        &topic,
+        spool.path(),
+        Duration::from_secs(30),
+    );
     let report = t.replay_spool().expect("replay");
     assert_eq!(report.resent, EVENTS);
     t.flush(Duration::from_secs(30)).expect("flush");

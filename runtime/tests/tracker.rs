@@ -346,3 +346,169 @@ fn dropping_the_tracker_delivers_what_was_queued() {
     }
     assert_eq!(sink.events().len(), 100);
 }
+
+/// A sink that acknowledges every event (at once, or when told) and keeps what it was sent; `during` runs on
+/// each send with the number of events sent so far (to spool more events in the middle of a replay).
+struct AckSink {
+    sent: std::sync::Mutex<Vec<Vec<u8>>>,
+    held: std::sync::Mutex<Option<Vec<saga_tracker::sink::Delivery>>>,
+    during: Box<dyn Fn(usize) + Send + Sync>,
+}
+
+impl AckSink {
+    fn new(hold: bool, during: impl Fn(usize) + Send + Sync + 'static) -> std::sync::Arc<AckSink> {
+        std::sync::Arc::new(AckSink {
+            sent: std::sync::Mutex::new(Vec::new()),
+            held: std::sync::Mutex::new(hold.then(Vec::new)),
+            during: Box::new(during),
+        })
+    }
+
+    fn sent(&self) -> Vec<Vec<u8>> {
+        self.sent.lock().expect("lock").clone()
+    }
+
+    /// Acknowledges the held events and stops holding.
+    fn release(&self) {
+        let held = self.held.lock().expect("lock").take();
+        for delivery in held.into_iter().flatten() {
+            delivery.delivered();
+        }
+    }
+}
+
+impl saga_tracker::Sink for AckSink {
+    fn send(&self, envelope: saga_tracker::sink::Envelope, delivery: saga_tracker::sink::Delivery) {
+        let n = {
+            let mut sent = self.sent.lock().expect("lock");
+            sent.push(envelope.payload.to_vec());
+            sent.len()
+        };
+        (self.during)(n);
+        match self.held.lock().expect("lock").as_mut() {
+            Some(held) => held.push(delivery),
+            None => delivery.delivered(),
+        }
+    }
+    fn flush(&self, _: Duration) -> Result<(), saga_tracker::sink::SinkError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "ack".into()
+    }
+}
+
+/// Spools `n` events of 4 sagas, times out of order and tied (payload `event-<i>`); returns the payloads in the
+/// order their files sort, the order a replay must send them in.
+fn spool_events(dir: &std::path::Path, n: usize) -> Vec<Vec<u8>> {
+    let spool = saga_tracker::spool::Spool::open(dir, false).expect("spool");
+    let mut files = Vec::new();
+    for i in 0..n {
+        let at = i64::try_from((i * 7) % 5).expect("small") * 1_000;
+        let id = uuid::Uuid::now_v7();
+        let payload = format!("event-{i}").into_bytes();
+        spool
+            .append(at, id, &format!("saga-{}", i % 4), &payload)
+            .expect("append");
+        files.push((saga_tracker::spool::SpoolKey::new(at, id), payload));
+    }
+    files.sort();
+    files.into_iter().map(|(_, payload)| payload).collect()
+}
+
+fn replay_tracker(sink: std::sync::Arc<AckSink>, spool: &std::path::Path, chunk: usize) -> Tracker {
+    Tracker::builder()
+        .service("svc")
+        .sink(sink)
+        .spool_dir(spool)
+        .spool_replay_chunk(chunk)
+        .build()
+        .expect("build")
+}
+
+#[test]
+fn a_replay_sends_in_recorded_order_across_chunks_each_file_once() {
+    for chunk in [1, 4, 30, 1_000] {
+        let spool = tempfile::tempdir().expect("tempdir");
+        let expected = spool_events(spool.path(), 30);
+        let sink = AckSink::new(false, |_| {});
+        let tracker = replay_tracker(sink.clone(), spool.path(), chunk);
+        let report = tracker.replay_spool().expect("replay");
+        assert_eq!(report.resent, 30, "chunk {chunk}: {report:?}");
+        assert_eq!(sink.sent(), expected, "chunk {chunk}");
+        assert_eq!(tracker.stats().replayed, 30);
+        assert_eq!(tracker.spooled_pending().expect("count"), 0);
+        assert_eq!(tracker.replay_spool().expect("again").resent, 0);
+    }
+}
+
+#[test]
+fn events_spooled_during_a_replay_are_sent_once_now_or_by_the_next_replay() {
+    let spool = tempfile::tempdir().expect("tempdir");
+    let mut expected = spool_events(spool.path(), 20);
+    let writer = saga_tracker::spool::Spool::open(spool.path(), false).expect("spool");
+    let sink = AckSink::new(false, move |sent| {
+        if sent == 6 {
+            // One event recorded before the replay's position, one after it.
+            for (at, payload) in [(0, "behind"), (9_000_000, "ahead")] {
+                writer
+                    .append(at, uuid::Uuid::now_v7(), "saga-late", payload.as_bytes())
+                    .expect("append");
+            }
+        }
+    });
+    let tracker = replay_tracker(sink.clone(), spool.path(), 4);
+    assert_eq!(tracker.replay_spool().expect("replay").resent, 21);
+    expected.push(b"ahead".to_vec());
+    assert_eq!(
+        sink.sent(),
+        expected,
+        "the file ahead joins the replay, in order"
+    );
+    assert_eq!(tracker.spooled_pending().expect("count"), 1);
+    assert_eq!(tracker.replay_spool().expect("next replay").resent, 1);
+    expected.push(b"behind".to_vec());
+    assert_eq!(
+        sink.sent(),
+        expected,
+        "the file behind goes with the next replay"
+    );
+    assert_eq!(tracker.spooled_pending().expect("count"), 0);
+    assert_eq!(tracker.stats().replayed, 22);
+}
+
+#[test]
+fn a_replay_skips_files_another_replay_has_in_flight() {
+    let spool = tempfile::tempdir().expect("tempdir");
+    let expected = spool_events(spool.path(), 10);
+    let sink = AckSink::new(true, |_| {});
+    let tracker = replay_tracker(sink.clone(), spool.path(), 3);
+    assert_eq!(tracker.replay_spool().expect("replay").resent, 10);
+    let second = tracker.replay_spool().expect("replay while in flight");
+    assert_eq!((second.resent, second.in_flight), (0, 10), "{second:?}");
+    sink.release();
+    assert_eq!(tracker.replay_spool().expect("after").resent, 0);
+    assert_eq!(sink.sent(), expected);
+    assert_eq!(tracker.spooled_pending().expect("count"), 0);
+}
+
+#[test]
+fn a_replay_ignores_tmp_and_stray_files_and_sets_misnamed_spool_files_aside() {
+    let spool = tempfile::tempdir().expect("tempdir");
+    let expected = spool_events(spool.path(), 5);
+    let tmp = spool
+        .path()
+        .join(".00000000000000000001-half-written.spool.tmp");
+    let stray = spool.path().join("notes.txt");
+    std::fs::write(&tmp, b"SPL1").expect("write");
+    std::fs::write(&stray, b"hello").expect("write");
+    std::fs::write(spool.path().join("copied-by-hand.spool"), b"SPL1").expect("write");
+    let sink = AckSink::new(false, |_| {});
+    let tracker = replay_tracker(sink.clone(), spool.path(), 2);
+    let report = tracker.replay_spool().expect("replay");
+    assert_eq!((report.resent, report.corrupt), (5, 1), "{report:?}");
+    assert_eq!(sink.sent(), expected);
+    assert!(tmp.exists() && stray.exists(), "left alone");
+    assert!(spool.path().join("copied-by-hand.corrupt").exists());
+    assert_eq!(tracker.spooled_pending().expect("count"), 0);
+}

@@ -18,7 +18,7 @@ pub use kafka::{DEFAULT_TOPIC, KafkaSink, KafkaSinkBuilder, PRODUCER_DEFAULTS};
 pub use memory::{MemorySink, RecordedMessage};
 use uuid::Uuid;
 
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolKey};
 use crate::stats::Counters;
 
 /// A transport for encoded events.
@@ -167,8 +167,7 @@ enum Target {
     /// An event re-sent from the spool.
     Replay {
         reporter: Arc<Reporter>,
-        path: PathBuf,
-        event_id: Uuid,
+        key: SpoolKey,
     },
     /// An event sent outside any tracker (the outbox relay): the outcome goes to a callback, nothing is spooled.
     Callback(DeliveryCallback),
@@ -178,10 +177,9 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Live(reporter) => f.debug_tuple("Live").field(reporter).finish(),
-            Target::Replay { path, event_id, .. } => f
+            Target::Replay { key, .. } => f
                 .debug_struct("Replay")
-                .field("path", path)
-                .field("event_id", event_id)
+                .field("key", key)
                 .finish_non_exhaustive(),
             Target::Callback(_) => f.write_str("Callback"),
         }
@@ -197,14 +195,10 @@ impl Delivery {
         }
     }
 
-    /// The delivery of an event replayed from the spool file at `path`.
-    pub(crate) fn replay(reporter: Arc<Reporter>, path: PathBuf, event_id: Uuid) -> Self {
+    /// The delivery of an event replayed from the spool file of `key`.
+    pub(crate) fn replay(reporter: Arc<Reporter>, key: SpoolKey) -> Self {
         Delivery {
-            target: Target::Replay {
-                reporter,
-                path,
-                event_id,
-            },
+            target: Target::Replay { reporter, key },
         }
     }
 
@@ -230,11 +224,11 @@ impl Delivery {
         match self.target {
             Target::Callback(callback) => callback(Ok(())),
             Target::Live(reporter) => reporter.live_delivered(),
-            Target::Replay { reporter, path, .. } => {
+            Target::Replay { reporter, key } => {
                 let counters = &reporter.counters;
                 Counters::bump(&counters.delivered);
                 if let Some(spool) = &reporter.spool {
-                    match spool.release(&path, true) {
+                    match spool.release(key, true) {
                         Ok(()) => Counters::bump(&counters.replayed),
                         Err(err) => {
                             tracing::warn!(%err, "saga-tracker: replayed event delivered but its spool file could not be removed")
@@ -250,15 +244,12 @@ impl Delivery {
         match self.target {
             Target::Callback(callback) => callback(Err(reason)),
             Target::Live(reporter) => reporter.live_failed(key, payload, reason),
-            Target::Replay {
-                reporter,
-                path,
-                event_id,
-            } => {
+            Target::Replay { reporter, key } => {
                 Counters::bump(&reporter.counters.failed);
                 if let Some(spool) = &reporter.spool {
-                    let _ = spool.release(&path, false);
+                    let _ = spool.release(key, false);
                 }
+                let event_id = key.event_id();
                 reporter.note_error(format!("delivery of {event_id} failed: {reason}"));
             }
         }

@@ -11,7 +11,7 @@ use super::{Inner, Tracker, worker};
 const SHARED_QUEUE: usize = 1_024;
 use crate::codec::Framing;
 use crate::sink::{Reporter, Sink};
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{Spool, SpoolError, WALK_CHUNK};
 use crate::stats::Counters;
 
 /// The environment variable that sets the default spool directory.
@@ -67,6 +67,7 @@ pub struct TrackerBuilder {
     sink: Option<Arc<dyn Sink>>,
     spool: SpoolChoice,
     spool_fsync: bool,
+    spool_replay_chunk: usize,
     queue_capacity: usize,
     framing: Framing,
     shutdown_timeout: Duration,
@@ -79,6 +80,7 @@ impl Default for TrackerBuilder {
             sink: None,
             spool: SpoolChoice::Default,
             spool_fsync: true,
+            spool_replay_chunk: WALK_CHUNK,
             queue_capacity: 65_536,
             framing: Framing::SingleObject,
             shutdown_timeout: Duration::from_secs(10),
@@ -123,6 +125,14 @@ impl TrackerBuilder {
     /// Whether each spooled event is fsync'ed before it counts as spooled (default true).
     pub fn spool_fsync(mut self, fsync: bool) -> Self {
         self.spool_fsync = fsync;
+        self
+    }
+
+    /// How many spool file names [`Tracker::replay_spool`](crate::Tracker::replay_spool) holds in memory at once
+    /// (default [`WALK_CHUNK`], 65,536 names of 24 bytes: 1.5 MiB; at least 1). A replay reads the whole spool
+    /// directory once per chunk, so a smaller chunk trades memory for directory reads.
+    pub fn spool_replay_chunk(mut self, names: usize) -> Self {
+        self.spool_replay_chunk = names;
         self
     }
 
@@ -172,7 +182,8 @@ impl TrackerBuilder {
                     .unwrap_or_else(|| PathBuf::from("saga-tracker-spool"));
                 Some(Spool::open(base.join(service), self.spool_fsync)?)
             }
-        };
+        }
+        .map(|spool| spool.with_walk_chunk(self.spool_replay_chunk));
         let service: Arc<str> = Arc::from(service);
         let reporter = Arc::new(Reporter {
             counters: Counters::default(),

@@ -106,7 +106,8 @@ pub struct ReplayReport {
     pub resent: usize,
     /// Spool files skipped because a replay already had them in flight.
     pub in_flight: usize,
-    /// Spool files that could not be read; renamed to `*.corrupt` and left for inspection.
+    /// Spool files that could not be read, or `*.spool` files the spool did not name; renamed to `*.corrupt` and
+    /// left for inspection.
     pub corrupt: usize,
 }
 
@@ -302,39 +303,48 @@ impl Tracker {
         Ok(())
     }
 
-    /// Re-sends every spooled event with its original eventId and idempotencyKey (the bytes are unchanged).
-    /// Each spool file is removed only when the sink acknowledges the event; call [`flush`](Tracker::flush)
-    /// to wait for that.
+    /// Re-sends every spooled event with its original eventId and idempotencyKey (the bytes are unchanged), in
+    /// recorded order (a saga's events in the order they were recorded). Each spool file is removed only when the
+    /// sink acknowledges the event; call [`flush`](Tracker::flush) to wait for that.
+    ///
+    /// Memory is bounded by the spool's walk chunk ([`spool_replay_chunk`](TrackerBuilder::spool_replay_chunk),
+    /// 65,536 names, 1.5 MiB), not by the number of spooled events: the directory is read a chunk at a time (see
+    /// [`Spool::walk`]); the events in flight are bounded by the sink (librdkafka's queue for a `KafkaSink`). A
+    /// file is sent at most once per replay, and not again while a replay has it in flight; an event spooled
+    /// while a replay runs may wait for the next replay.
     pub fn replay_spool(&self) -> Result<ReplayReport, SpoolError> {
         let Some(spool) = &self.inner.reporter.spool else {
             return Ok(ReplayReport::default());
         };
         let mut report = ReplayReport::default();
-        for path in spool.list()? {
-            if !spool.claim(&path) {
+        let mut walk = spool.walk();
+        for key in walk.by_ref() {
+            let key = key?;
+            if !spool.claim(key) {
                 report.in_flight += 1;
                 continue;
             }
+            let path = spool.path_of(key);
             let event = match Spool::read(&path) {
                 Ok(event) => event,
                 // Delivered and removed by an earlier replay between listing and claiming.
                 Err(SpoolError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    let _ = spool.release(&path, false);
+                    let _ = spool.release(key, false);
                     continue;
                 }
                 Err(err) => {
                     // A corrupt file cannot be sent; keep it aside for a person and go on with the rest.
                     tracing::error!(%err, "saga-tracker: spool file is corrupt; renamed to *.corrupt");
-                    let _ = spool.release(&path, false);
-                    let _ = std::fs::rename(&path, path.with_extension("corrupt"));
+                    let _ = spool.release(key, false);
+                    let _ = Spool::set_aside(&path);
                     report.corrupt += 1;
                     continue;
                 }
             };
             let (event_id, recorded_at) = crate::sink::identity(&event.payload);
-            let delivery = Delivery::replay(self.inner.reporter.clone(), path, event_id);
+            let delivery = Delivery::replay(self.inner.reporter.clone(), key);
             let envelope = Envelope {
                 key: &event.key,
                 payload: &event.payload,
@@ -345,6 +355,7 @@ impl Tracker {
             self.inner.sink.send(envelope, delivery);
             report.resent += 1;
         }
+        report.corrupt += walk.set_aside();
         Ok(report)
     }
 
