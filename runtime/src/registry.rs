@@ -59,7 +59,7 @@ pub struct StepDescriptor {
     pub line: u32,
     /// The step's position in the saga's declaration order, from 0 (schema v2 `stepIndex`).
     pub step_index: u16,
-    /// How many steps the saga declares (schema v2 `stepCount`; 0 only for [`UNANNOTATED`]).
+    /// How many steps the saga declares (schema v2 `stepCount`; 0 only for a handler that is not annotated).
     pub step_count: u16,
     /// Whether the step declares a compensation (schema v2 `compensable`).
     pub compensable: bool,
