@@ -496,13 +496,19 @@ async fn insert_events(
     batch: &[IncomingEvent],
     unique: &[usize],
 ) -> Result<Vec<usize>, sqlx::Error> {
-    let col = |f: &dyn Fn(&IncomingEvent) -> String| {
-        unique.iter().map(|&i| f(&batch[i])).collect::<Vec<_>>()
+    let rows: Vec<&IncomingEvent> = unique.iter().map(|&i| &batch[i]).collect();
+    let col = |f: fn(&IncomingEvent) -> &str| rows.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let opt = |f: fn(&IncomingEvent) -> Option<&str>| {
+        rows.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
     };
-    let ids: Vec<Uuid> = unique.iter().map(|&i| batch[i].event.event_id).collect();
-    let recorded_at: Vec<DateTime<Utc>> = unique
+    let ids: Vec<Uuid> = rows.iter().map(|e| e.event.event_id).collect();
+    let recorded_at: Vec<DateTime<Utc>> = rows
         .iter()
-        .map(|&i| micros_to_datetime(batch[i].event.recorded_at))
+        .map(|e| micros_to_datetime(e.event.recorded_at))
+        .collect();
+    let metadata: Vec<String> = rows
+        .iter()
+        .map(|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned()))
         .collect();
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
@@ -519,26 +525,26 @@ async fn insert_events(
          RETURNING event_id",
     )
     .bind(&ids)
-    .bind(col(&|e| e.event.idempotency_key.clone()))
-    .bind(col(&|e| e.event.saga_id.clone()))
-    .bind(col(&|e| e.event.saga_type.clone()))
-    .bind(col(&|e| e.event.step.clone()))
-    .bind(col(&|e| e.event.status.as_str().to_owned()))
-    .bind(unique.iter().map(|&i| batch[i].event.attempt).collect::<Vec<i32>>())
-    .bind(unique.iter().map(|&i| batch[i].event.order_id.clone()).collect::<Vec<Option<String>>>())
-    .bind(col(&|e| e.event.service.clone()))
+    .bind(col(|e| &e.event.idempotency_key))
+    .bind(col(|e| &e.event.saga_id))
+    .bind(col(|e| &e.event.saga_type))
+    .bind(col(|e| &e.event.step))
+    .bind(col(|e| e.event.status.as_str()))
+    .bind(rows.iter().map(|e| e.event.attempt).collect::<Vec<i32>>())
+    .bind(opt(|e| e.event.order_id.as_deref()))
+    .bind(col(|e| &e.event.service))
     .bind(&recorded_at)
-    .bind(unique.iter().map(|&i| batch[i].event.duration_micros).collect::<Vec<Option<i64>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.kind.clone())).collect::<Vec<_>>())
-    .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.message.clone())).collect::<Vec<_>>())
-    .bind(col(&|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned())))
-    .bind(col(&|e| e.topic.clone()))
-    .bind(unique.iter().map(|&i| batch[i].partition).collect::<Vec<i32>>())
-    .bind(unique.iter().map(|&i| batch[i].offset).collect::<Vec<i64>>())
-    .bind(unique.iter().map(|&i| batch[i].event.step_index).collect::<Vec<Option<i32>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.step_count).collect::<Vec<Option<i32>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.compensable).collect::<Vec<Option<bool>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.cause_idempotency_key.clone()).collect::<Vec<Option<String>>>())
+    .bind(rows.iter().map(|e| e.event.duration_micros).collect::<Vec<Option<i64>>>())
+    .bind(opt(|e| e.event.error.as_ref().map(|x| x.kind.as_str())))
+    .bind(opt(|e| e.event.error.as_ref().map(|x| x.message.as_str())))
+    .bind(&metadata)
+    .bind(col(|e| &e.topic))
+    .bind(rows.iter().map(|e| e.partition).collect::<Vec<i32>>())
+    .bind(rows.iter().map(|e| e.offset).collect::<Vec<i64>>())
+    .bind(rows.iter().map(|e| e.event.step_index).collect::<Vec<Option<i32>>>())
+    .bind(rows.iter().map(|e| e.event.step_count).collect::<Vec<Option<i32>>>())
+    .bind(rows.iter().map(|e| e.event.compensable).collect::<Vec<Option<bool>>>())
+    .bind(opt(|e| e.event.cause_idempotency_key.as_deref()))
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
