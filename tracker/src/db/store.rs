@@ -40,6 +40,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// The most sagas [`Store::write`] writes in one transaction: the advisory locks a transaction holds, one per
+/// saga, stay within what the default `max_locks_per_transaction` (64 × `max_connections`) leaves for several
+/// writers (the bound of the former default batch of 500 events).
+pub const MAX_SAGAS_PER_TRANSACTION: usize = 500;
+
 /// A decoded event and where it was read from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingEvent {
@@ -225,10 +230,12 @@ impl Store {
         Ok(self.write(batch).await?.new)
     }
 
-    /// Writes a batch in one transaction (see [`Store::write_batch`]); reports the new events and those refused
-    /// because their saga reached `--max-events-per-saga`. The batch's sagas are locked first, their summaries
-    /// read, the events appended, and each summary merged with its new events only, so a batch costs the same
-    /// whatever the length of its sagas (see [`summary`](super::summary)).
+    /// Writes a batch (see [`Store::write_batch`]); reports the new events and those refused because their saga
+    /// reached `--max-events-per-saga`. The batch's sagas are locked first, their summaries read, the events
+    /// appended, and each summary merged with its new events only, so a batch costs the same whatever the length of
+    /// its sagas (see [`summary`](super::summary)). One transaction per [`MAX_SAGAS_PER_TRANSACTION`] sagas (all
+    /// the events of a saga in the same one): each saga holds an advisory lock until its transaction ends, and
+    /// PostgreSQL's lock table is shared by every connection (`max_locks_per_transaction` × `max_connections`).
     pub async fn write(&self, batch: &[IncomingEvent]) -> Result<Written, sqlx::Error> {
         let mut seen = HashSet::new();
         let unique: Vec<usize> = (0..batch.len())
@@ -237,12 +244,38 @@ impl Store {
         if unique.is_empty() {
             return Ok(Written::default());
         }
-        let mut sagas: Vec<String> = unique
+        let mut sagas: Vec<&str> = unique
             .iter()
-            .map(|&i| batch[i].event.saga_id.clone())
+            .map(|&i| batch[i].event.saga_id.as_str())
             .collect();
-        sagas.sort();
+        sagas.sort_unstable();
         sagas.dedup();
+        if sagas.len() <= MAX_SAGAS_PER_TRANSACTION {
+            return self.write_sagas(batch, unique, &sagas).await;
+        }
+        let mut written = Written::default();
+        for part in sagas.chunks(MAX_SAGAS_PER_TRANSACTION) {
+            let events: Vec<usize> = unique
+                .iter()
+                .copied()
+                .filter(|&i| part.binary_search(&batch[i].event.saga_id.as_str()).is_ok())
+                .collect();
+            let w = self.write_sagas(batch, events, part).await?;
+            written.new.extend(w.new);
+            written.too_long.extend(w.too_long);
+        }
+        Ok(written)
+    }
+
+    /// Writes the events `unique` (indices into `batch`, distinct event ids) of the sagas `sagas` (sorted, distinct)
+    /// in one transaction.
+    async fn write_sagas(
+        &self,
+        batch: &[IncomingEvent],
+        unique: Vec<usize>,
+        sagas: &[&str],
+    ) -> Result<Written, sqlx::Error> {
+        let sagas: Vec<String> = sagas.iter().map(|s| (*s).to_owned()).collect();
         let mut tx = self.pool.begin().await?;
         derived::lock(&mut tx, &sagas).await?;
         let mut summaries = derived::load(&mut tx, &sagas).await?;
