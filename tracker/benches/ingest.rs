@@ -49,6 +49,15 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The services connect with this `application_name`, so that the bench can find their backends.
+const APP: &str = "ingest-bench-service";
+
+fn service_database_url() -> String {
+    let url = database_url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={APP}")
+}
+
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
@@ -285,6 +294,91 @@ struct Run {
     events_per_s: f64,
     peak_rss_kib: u64,
     complete: bool,
+    /// CPU seconds of the service processes from the first commit to the last.
+    service_cpu_s: f64,
+    /// CPU seconds of every PostgreSQL process in that window (backends, WAL writer, checkpointer, autovacuum,
+    /// and the backends that exited meanwhile, through the postmaster's children times).
+    postgres_cpu_s: f64,
+    /// CPU seconds of the services' own PostgreSQL backends in that window (a part of `postgres_cpu_s` that other
+    /// users of the database do not disturb).
+    backends_cpu_s: f64,
+    /// CPU seconds of this process (the mock broker serving the fetches) in that window.
+    bench_cpu_s: f64,
+    /// Wall-clock seconds from the first commit to the last (the window of the rate and of the CPU figures).
+    wall_s: f64,
+    /// Events committed in that window.
+    window_events: f64,
+}
+
+impl Run {
+    fn service_us_per_event(&self) -> f64 {
+        self.service_cpu_s * 1e6 / self.window_events.max(1.0)
+    }
+
+    fn postgres_us_per_event(&self) -> f64 {
+        self.postgres_cpu_s * 1e6 / self.window_events.max(1.0)
+    }
+
+    fn backends_us_per_event(&self) -> f64 {
+        self.backends_cpu_s * 1e6 / self.window_events.max(1.0)
+    }
+
+    /// Cores kept busy over the run, by process group.
+    fn cores(&self) -> String {
+        let w = self.wall_s.max(1e-9);
+        format!(
+            "cores busy over {:.1} s: service {:.2}, PostgreSQL {:.2} (its backends {:.2}), bench/mock broker {:.2}",
+            self.wall_s,
+            self.service_cpu_s / w,
+            self.postgres_cpu_s / w,
+            self.backends_cpu_s / w,
+            self.bench_cpu_s / w
+        )
+    }
+}
+
+/// `/proc/<pid>/stat` fields 14–17 (utime, stime, cutime, cstime), in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: &str) -> Option<(String, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let fields: Vec<u64> = tail
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (fields.len() == 4).then(|| (comm, fields[0] + fields[1], fields[2] + fields[3]))
+}
+
+fn process_cpu_s(pid: u32) -> f64 {
+    cpu_ticks(&pid.to_string()).map_or(0.0, |(_, own, _)| own as f64 / 100.0)
+}
+
+/// CPU seconds used so far by each PostgreSQL backend of the services (by `application_name`).
+fn backend_cpu(rt: &tokio::runtime::Runtime, pool: &sqlx::PgPool) -> BTreeMap<i32, f64> {
+    let pids: Vec<i32> = rt
+        .block_on(
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+                .bind(APP)
+                .fetch_all(pool),
+        )
+        .unwrap_or_default();
+    pids.into_iter()
+        .map(|pid| (pid, process_cpu_s(pid as u32)))
+        .collect()
+}
+
+/// CPU seconds used so far by the PostgreSQL processes of this host (0 where /proc is not readable).
+fn postgres_cpu_s() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| cpu_ticks(&e.file_name().to_string_lossy()))
+        .filter(|(comm, _, _)| comm == "postgres")
+        .map(|(_, own, children)| (own + children) as f64 / 100.0)
+        .sum()
 }
 
 fn spawn_service(
@@ -299,7 +393,7 @@ fn spawn_service(
     let mut cmd = Command::new(SERVICE);
     cmd.args([
         "--database-url",
-        &database_url(),
+        &service_database_url(),
         "--database-schema",
         schema,
         "--kafka-brokers",
@@ -389,6 +483,22 @@ fn run_service(
         })
         .collect();
     let started = Instant::now();
+    let activity = rt
+        .block_on(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&database_url()),
+        )
+        .unwrap();
+    let cpu_now = |children: &[Child]| {
+        (
+            children.iter().map(|c| process_cpu_s(c.id())).sum::<f64>(),
+            postgres_cpu_s(),
+            process_cpu_s(std::process::id()),
+            backend_cpu(rt, &activity),
+        )
+    };
+    let mut cpu_at_first = None;
     let mut first: Option<(Instant, i64)> = None;
     let mut last = (Instant::now(), 0);
     let mut peak = 0;
@@ -400,6 +510,7 @@ fn run_service(
         }
         if c > 0 && first.is_none() {
             first = Some((now, c));
+            cpu_at_first = Some(cpu_now(&children));
         }
         if c != last.1 {
             last = (now, c);
@@ -420,6 +531,26 @@ fn run_service(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // CPU over the same window as the rate: from the first commit to the last.
+    let cpu_at_last = cpu_now(&children);
+    let (service_cpu_s, postgres_cpu_s, bench_cpu_s, backends_cpu_s, wall_s, window_events) =
+        match (first, cpu_at_first) {
+            (Some((t0, n0)), Some(c0)) => (
+                cpu_at_last.0 - c0.0,
+                cpu_at_last.1 - c0.1,
+                cpu_at_last.2 - c0.2,
+                // a backend that was not there at the first commit started in the window
+                cpu_at_last
+                    .3
+                    .iter()
+                    .map(|(pid, cpu)| cpu - c0.3.get(pid).copied().unwrap_or(0.0))
+                    .sum(),
+                (last.0 - t0).as_secs_f64(),
+                (last.1 - n0) as f64,
+            ),
+            _ => (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        };
+    rt.block_on(activity.close());
     for child in &mut children {
         peak = peak.max(peak_rss_kib(child.id()));
         let _ = child.kill();
@@ -456,6 +587,12 @@ fn run_service(
         events_per_s,
         peak_rss_kib: peak,
         complete,
+        service_cpu_s,
+        postgres_cpu_s,
+        bench_cpu_s,
+        backends_cpu_s,
+        wall_s,
+        window_events,
     }
 }
 
@@ -663,6 +800,40 @@ fn spread(name: &str, rates: &[f64]) {
     );
 }
 
+/// CPU per stored event (service and PostgreSQL, µs, min–max over the runs): a measure the other processes on a
+/// shared machine disturb less than the rate.
+fn cpu_spread(name: &str, service: &[f64], postgres: &[f64], backends: &[f64]) {
+    let range = |v: &[f64]| {
+        (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    let total: Vec<f64> = service.iter().zip(postgres).map(|(a, b)| a + b).collect();
+    let own: Vec<f64> = service.iter().zip(backends).map(|(a, b)| a + b).collect();
+    let (s, p, b, t, o) = (
+        range(service),
+        range(postgres),
+        range(backends),
+        range(&total),
+        range(&own),
+    );
+    println!(
+        "INFO {name} runs={} service={:.1}-{:.1}us postgres_all={:.1}-{:.1}us postgres_backends={:.1}-{:.1}us service+all={:.1}-{:.1}us service+backends={:.1}-{:.1}us (CPU time from /proc, first to last commit)",
+        service.len(),
+        s.0,
+        s.1,
+        p.0,
+        p.1,
+        b.0,
+        b.1,
+        t.0,
+        t.1,
+        o.0,
+        o.1
+    );
+}
+
 fn main() {
     // `cargo nextest` lists tests with `--list` (none here); `cargo test --all-targets` runs a bench binary
     // without `--bench`: both return at once, only `cargo bench` measures.
@@ -693,6 +864,8 @@ fn main() {
     let mut one = Vec::new();
     if want("one") || want("copy") || want("two") {
         let mut peak = 0;
+        let (mut service_cpu, mut postgres_cpu, mut backends_cpu) =
+            (Vec::new(), Vec::new(), Vec::new());
         for i in 0..runs {
             let r = run_service(
                 &rt,
@@ -704,12 +877,19 @@ fn main() {
                 &[],
             );
             eprintln!(
-                "one replica, run {}: {:.0} events/s, peak RSS {} KiB{}",
+                "one replica, run {}: {:.0} events/s, peak RSS {} KiB, CPU per event: service {:.1} µs + PostgreSQL {:.1} µs (its backends {:.1} µs); {}{}",
                 i + 1,
                 r.events_per_s,
                 r.peak_rss_kib,
+                r.service_us_per_event(),
+                r.postgres_us_per_event(),
+                r.backends_us_per_event(),
+                r.cores(),
                 if r.complete { "" } else { " (INCOMPLETE)" }
             );
+            service_cpu.push(r.service_us_per_event());
+            postgres_cpu.push(r.postgres_us_per_event());
+            backends_cpu.push(r.backends_us_per_event());
             peak = peak.max(r.peak_rss_kib);
             one.push(r.events_per_s);
         }
@@ -723,6 +903,12 @@ fn main() {
             1.0,
         );
         spread("tracker_ingest_events_per_s_spread", &one);
+        cpu_spread(
+            "tracker_ingest_cpu_per_event",
+            &service_cpu,
+            &postgres_cpu,
+            &backends_cpu,
+        );
         println!(
             "INFO tracker_ingest_peak_rss ours={:.1}MiB (VmHWM of the service over {runs} runs of {} events)",
             peak as f64 / 1024.0,
@@ -757,9 +943,13 @@ fn main() {
                     &[],
                 );
                 eprintln!(
-                    "two replicas, run {}: {:.0} events/s{}",
+                    "two replicas, run {}: {:.0} events/s, CPU per event: services {:.1} µs + PostgreSQL {:.1} µs (their backends {:.1} µs); {}{}",
                     i + 1,
                     r.events_per_s,
+                    r.service_us_per_event(),
+                    r.postgres_us_per_event(),
+                    r.backends_us_per_event(),
+                    r.cores(),
                     if r.complete { "" } else { " (INCOMPLETE)" }
                 );
                 r.events_per_s

@@ -73,8 +73,9 @@ pub struct Config {
     /// `dlq redrive` stores them once the tracker reads that version.
     #[arg(long, env = "TRACKER_KNOWN_SCHEMA_VERSIONS", value_delimiter = ',')]
     pub known_schema_versions: Vec<u32>,
-    /// The most messages written to the database in one transaction.
-    #[arg(long, env = "TRACKER_BATCH_SIZE", default_value_t = 500)]
+    /// The most messages written to the database in one transaction. Each batch rewrites the derived row of every
+    /// saga it touches, so larger batches rewrite a saga less often (see BENCHMARKS.md, "Tracker ingest, wave 2").
+    #[arg(long, env = "TRACKER_BATCH_SIZE", default_value_t = 5000)]
     pub batch_size: usize,
     /// How long to wait for more messages before writing a partial batch, in milliseconds.
     #[arg(long, env = "TRACKER_BATCH_LINGER_MS", default_value_t = 50)]
@@ -202,7 +203,7 @@ impl Config {
             confluent_schema_id: None,
             registry_schema_ids: None,
             known_schema_versions: Vec::new(),
-            batch_size: 500,
+            batch_size: 5000,
             batch_linger_ms: 50,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_token: None,

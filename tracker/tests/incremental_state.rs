@@ -291,6 +291,45 @@ async fn a_saga_at_the_cap_takes_no_more_events() {
     assert_eq!(store.event_count().await.expect("count"), 8);
 }
 
+/// A batch of more sagas than one transaction takes is written in several, each saga whole in one of them: every
+/// event is stored once, the cap counts each saga's events, and the derived rows equal the full recompute.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_many_sagas_is_written_in_parts() {
+    let db = TestDb::new();
+    let store = Store::connect(&db.url, Some(&db.schema), 2)
+        .await
+        .expect("store")
+        .with_max_events_per_saga(Some(2));
+    let sagas = saga_tracker_service::db::MAX_SAGAS_PER_TRANSACTION * 2 + 37;
+    let mut rng = Rng(0x5eed_0016_0002);
+    let mut events: Vec<SagaEvent> = (0..sagas)
+        .flat_map(|j| {
+            let saga = format!("many-{j}");
+            (0..3)
+                .map(|_| random_event(&mut rng, &saga))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for i in (1..events.len()).rev() {
+        events.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut batch: Vec<IncomingEvent> = events.iter().map(|e| incoming(e, 0)).collect();
+    batch.push(incoming(&events[0], 1)); // a duplicate within the batch
+    let w = store.write(&batch).await.expect("write");
+    assert_eq!(w.new.len(), 2 * sagas);
+    assert_eq!(w.too_long.len(), sagas);
+    let mut all: Vec<usize> = w.new.iter().chain(&w.too_long).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..events.len()).collect::<Vec<_>>());
+    assert_eq!(store.event_count().await.expect("count"), 2 * sagas as i64);
+    for j in [0, sagas / 2, sagas - 1] {
+        let saga = format!("many-{j}");
+        let row = store.saga(&saga).await.expect("query").expect("row");
+        assert_eq!(row.event_count, 2);
+        assert_eq!(derived_of(&row), full_recompute(&store, &saga).await);
+    }
+}
+
 /// Through the service: events over `--max-events-per-saga` go to the DLQ as `saga_too_long` (counted), and the
 /// saga's timeline comes in pages that add up to the whole, each checked against the OpenAPI document.
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 
 use saga_tracker_core::SagaEvent;
-use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -51,7 +50,7 @@ pub(crate) async fn load(
     sagas: &[String],
 ) -> Result<HashMap<String, Summary>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT s.saga_id, s.event_count, m.summary FROM sagas s
+        "SELECT s.saga_id, s.event_count, m.summary::text AS summary FROM sagas s
              LEFT JOIN saga_summaries m ON m.saga_id = s.saga_id
          WHERE s.saga_id = ANY($1)",
     )
@@ -65,8 +64,8 @@ pub(crate) async fn load(
         let id: String = r.try_get("saga_id")?;
         known.insert(id.clone());
         let count: i32 = r.try_get("event_count")?;
-        let summary: Option<serde_json::Value> = r.try_get("summary")?;
-        match summary.and_then(|v| serde_json::from_value::<Summary>(v).ok()) {
+        let summary: Option<&str> = r.try_get("summary")?;
+        match summary.and_then(|v| serde_json::from_str::<Summary>(v).ok()) {
             Some(s) if s.n == i64::from(count) => {
                 summaries.insert(id, s);
             }
@@ -179,60 +178,76 @@ pub(crate) async fn admit(
     Ok((admitted, refused))
 }
 
-#[derive(Serialize)]
-struct SagaUpsert<'a> {
-    saga_id: &'a str,
-    saga_type: String,
-    status: &'static str,
-    order_id: Option<String>,
-    started_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    failed_step: Option<String>,
-    pending_compensations: Vec<String>,
-    steps: Vec<String>,
-    services: Vec<String>,
-    event_count: i64,
-    summary: &'a Summary,
+/// The PostgreSQL text form of a `text[]` value (`{"a","b"}`): every element quoted, `"` and `\\` escaped.
+fn text_array(items: &[String]) -> String {
+    let mut out = String::with_capacity(2 + items.iter().map(|s| s.len() + 3).sum::<usize>());
+    out.push('{');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
-/// Writes the derived `sagas` row and the summary of each saga, in one statement.
+/// Writes the derived `sagas` row and the summary of each saga, in one statement. The rows go as one typed array
+/// per column (`UNNEST`), the array columns as their text form and the summary as JSON text: PostgreSQL parses
+/// each value once, with no JSON document around the rows.
 pub(crate) async fn upsert<'a>(
     tx: &mut sqlx::PgConnection,
     summaries: impl Iterator<Item = (&'a String, &'a Summary)>,
 ) -> Result<(), sqlx::Error> {
-    let upserts: Vec<SagaUpsert<'_>> = summaries
-        .map(|(id, summary)| {
-            let d = summary.derive();
-            SagaUpsert {
-                saga_id: id,
-                saga_type: d.saga_type,
-                status: d.status.as_str(),
-                order_id: d.order_id,
-                started_at: d.started_at,
-                updated_at: d.updated_at,
-                failed_step: d.failed_step,
-                pending_compensations: d.pending_compensations,
-                steps: d.steps,
-                services: d.services,
-                event_count: i64::try_from(d.event_count).unwrap_or(i64::MAX),
-                summary,
-            }
-        })
-        .collect();
-    if upserts.is_empty() {
+    let (lower, _) = summaries.size_hint();
+    let mut ids: Vec<&str> = Vec::with_capacity(lower);
+    let mut types = Vec::with_capacity(lower);
+    let mut statuses: Vec<&'static str> = Vec::with_capacity(lower);
+    let mut orders = Vec::with_capacity(lower);
+    let mut started = Vec::with_capacity(lower);
+    let mut updated = Vec::with_capacity(lower);
+    let mut failed = Vec::with_capacity(lower);
+    let mut pending = Vec::with_capacity(lower);
+    let mut steps = Vec::with_capacity(lower);
+    let mut services = Vec::with_capacity(lower);
+    let mut counts: Vec<i32> = Vec::with_capacity(lower);
+    let mut stored: Vec<String> = Vec::with_capacity(lower);
+    for (id, summary) in summaries {
+        let d = summary.derive();
+        ids.push(id);
+        types.push(d.saga_type);
+        statuses.push(d.status.as_str());
+        orders.push(d.order_id);
+        started.push(d.started_at);
+        updated.push(d.updated_at);
+        failed.push(d.failed_step);
+        pending.push(text_array(&d.pending_compensations));
+        steps.push(text_array(&d.steps));
+        services.push(text_array(&d.services));
+        counts.push(i32::try_from(d.event_count).unwrap_or(i32::MAX));
+        stored.push(serde_json::to_string(summary).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    if ids.is_empty() {
         return Ok(());
     }
-    let json = serde_json::to_value(&upserts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "WITH x AS (
-             SELECT * FROM jsonb_to_recordset($1) AS x(saga_id text, saga_type text, status text, order_id text,
-                 started_at timestamptz, updated_at timestamptz, failed_step text, pending_compensations text[],
-                 steps text[], services text[], event_count int4, summary jsonb)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                 $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::text[])
+                 AS x(saga_id, saga_type, status, order_id, started_at, updated_at, failed_step, pending_compensations,
+                      steps, services, event_count, summary)
          ), s AS (
              INSERT INTO sagas (saga_id, saga_type, status, order_id, started_at, updated_at, failed_step,
                  pending_compensations, steps, services, event_count, last_ingested_at)
              SELECT saga_id, saga_type, status, order_id, started_at, updated_at, failed_step,
-                 pending_compensations, steps, services, event_count, now()
+                 pending_compensations::text[], steps::text[], services::text[], event_count, now()
              FROM x
              ON CONFLICT (saga_id) DO UPDATE SET saga_type = EXCLUDED.saga_type, status = EXCLUDED.status,
                  order_id = EXCLUDED.order_id, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
@@ -241,11 +256,39 @@ pub(crate) async fn upsert<'a>(
                  last_ingested_at = EXCLUDED.last_ingested_at
          )
          INSERT INTO saga_summaries (saga_id, summary)
-         SELECT saga_id, summary FROM x
+         SELECT saga_id, summary::jsonb FROM x
          ON CONFLICT (saga_id) DO UPDATE SET summary = EXCLUDED.summary",
     )
-    .bind(json)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&statuses)
+    .bind(&orders)
+    .bind(&started)
+    .bind(&updated)
+    .bind(&failed)
+    .bind(&pending)
+    .bind(&steps)
+    .bind(&services)
+    .bind(&counts)
+    .bind(&stored)
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_array;
+
+    #[test]
+    fn text_arrays_quote_and_escape_every_element() {
+        assert_eq!(text_array(&[]), "{}");
+        let items = [
+            "a".to_owned(),
+            "b c".to_owned(),
+            r#"q"u\o,{t}e"#.to_owned(),
+            "NULL".to_owned(),
+        ];
+        assert_eq!(text_array(&items), r#"{"a","b c","q\"u\\o,{t}e","NULL"}"#);
+    }
 }

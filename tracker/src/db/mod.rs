@@ -15,5 +15,6 @@ pub use dead_letters::LocalDeadLetter;
 pub use model::{EventRow, SagaRow, SagaState};
 pub(crate) use store::recompute_sagas;
 pub use store::{
-    Cursor, IncomingEvent, MIGRATOR, SagaFilter, SagaPage, Store, StoreError, Written,
+    Cursor, IncomingEvent, MAX_SAGAS_PER_TRANSACTION, MIGRATOR, SagaFilter, SagaPage, Store,
+    StoreError, Written,
 };

@@ -40,6 +40,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// The most sagas [`Store::write`] writes in one transaction: the advisory locks a transaction holds, one per
+/// saga, stay within what the default `max_locks_per_transaction` (64 × `max_connections`) leaves for several
+/// writers (the bound of the former default batch of 500 events).
+pub const MAX_SAGAS_PER_TRANSACTION: usize = 500;
+
 /// A decoded event and where it was read from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingEvent {
@@ -225,10 +230,12 @@ impl Store {
         Ok(self.write(batch).await?.new)
     }
 
-    /// Writes a batch in one transaction (see [`Store::write_batch`]); reports the new events and those refused
-    /// because their saga reached `--max-events-per-saga`. The batch's sagas are locked first, their summaries
-    /// read, the events appended, and each summary merged with its new events only, so a batch costs the same
-    /// whatever the length of its sagas (see [`summary`](super::summary)).
+    /// Writes a batch (see [`Store::write_batch`]); reports the new events and those refused because their saga
+    /// reached `--max-events-per-saga`. The batch's sagas are locked first, their summaries read, the events
+    /// appended, and each summary merged with its new events only, so a batch costs the same whatever the length of
+    /// its sagas (see [`summary`](super::summary)). One transaction per [`MAX_SAGAS_PER_TRANSACTION`] sagas (all
+    /// the events of a saga in the same one): each saga holds an advisory lock until its transaction ends, and
+    /// PostgreSQL's lock table is shared by every connection (`max_locks_per_transaction` × `max_connections`).
     pub async fn write(&self, batch: &[IncomingEvent]) -> Result<Written, sqlx::Error> {
         let mut seen = HashSet::new();
         let unique: Vec<usize> = (0..batch.len())
@@ -237,12 +244,38 @@ impl Store {
         if unique.is_empty() {
             return Ok(Written::default());
         }
-        let mut sagas: Vec<String> = unique
+        let mut sagas: Vec<&str> = unique
             .iter()
-            .map(|&i| batch[i].event.saga_id.clone())
+            .map(|&i| batch[i].event.saga_id.as_str())
             .collect();
-        sagas.sort();
+        sagas.sort_unstable();
         sagas.dedup();
+        if sagas.len() <= MAX_SAGAS_PER_TRANSACTION {
+            return self.write_sagas(batch, unique, &sagas).await;
+        }
+        let mut written = Written::default();
+        for part in sagas.chunks(MAX_SAGAS_PER_TRANSACTION) {
+            let events: Vec<usize> = unique
+                .iter()
+                .copied()
+                .filter(|&i| part.binary_search(&batch[i].event.saga_id.as_str()).is_ok())
+                .collect();
+            let w = self.write_sagas(batch, events, part).await?;
+            written.new.extend(w.new);
+            written.too_long.extend(w.too_long);
+        }
+        Ok(written)
+    }
+
+    /// Writes the events `unique` (indices into `batch`, distinct event ids) of the sagas `sagas` (sorted, distinct)
+    /// in one transaction.
+    async fn write_sagas(
+        &self,
+        batch: &[IncomingEvent],
+        unique: Vec<usize>,
+        sagas: &[&str],
+    ) -> Result<Written, sqlx::Error> {
+        let sagas: Vec<String> = sagas.iter().map(|s| (*s).to_owned()).collect();
         let mut tx = self.pool.begin().await?;
         derived::lock(&mut tx, &sagas).await?;
         let mut summaries = derived::load(&mut tx, &sagas).await?;
@@ -496,13 +529,19 @@ async fn insert_events(
     batch: &[IncomingEvent],
     unique: &[usize],
 ) -> Result<Vec<usize>, sqlx::Error> {
-    let col = |f: &dyn Fn(&IncomingEvent) -> String| {
-        unique.iter().map(|&i| f(&batch[i])).collect::<Vec<_>>()
+    let rows: Vec<&IncomingEvent> = unique.iter().map(|&i| &batch[i]).collect();
+    let col = |f: fn(&IncomingEvent) -> &str| rows.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let opt = |f: fn(&IncomingEvent) -> Option<&str>| {
+        rows.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
     };
-    let ids: Vec<Uuid> = unique.iter().map(|&i| batch[i].event.event_id).collect();
-    let recorded_at: Vec<DateTime<Utc>> = unique
+    let ids: Vec<Uuid> = rows.iter().map(|e| e.event.event_id).collect();
+    let recorded_at: Vec<DateTime<Utc>> = rows
         .iter()
-        .map(|&i| micros_to_datetime(batch[i].event.recorded_at))
+        .map(|e| micros_to_datetime(e.event.recorded_at))
+        .collect();
+    let metadata: Vec<String> = rows
+        .iter()
+        .map(|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned()))
         .collect();
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
@@ -519,26 +558,26 @@ async fn insert_events(
          RETURNING event_id",
     )
     .bind(&ids)
-    .bind(col(&|e| e.event.idempotency_key.clone()))
-    .bind(col(&|e| e.event.saga_id.clone()))
-    .bind(col(&|e| e.event.saga_type.clone()))
-    .bind(col(&|e| e.event.step.clone()))
-    .bind(col(&|e| e.event.status.as_str().to_owned()))
-    .bind(unique.iter().map(|&i| batch[i].event.attempt).collect::<Vec<i32>>())
-    .bind(unique.iter().map(|&i| batch[i].event.order_id.clone()).collect::<Vec<Option<String>>>())
-    .bind(col(&|e| e.event.service.clone()))
+    .bind(col(|e| &e.event.idempotency_key))
+    .bind(col(|e| &e.event.saga_id))
+    .bind(col(|e| &e.event.saga_type))
+    .bind(col(|e| &e.event.step))
+    .bind(col(|e| e.event.status.as_str()))
+    .bind(rows.iter().map(|e| e.event.attempt).collect::<Vec<i32>>())
+    .bind(opt(|e| e.event.order_id.as_deref()))
+    .bind(col(|e| &e.event.service))
     .bind(&recorded_at)
-    .bind(unique.iter().map(|&i| batch[i].event.duration_micros).collect::<Vec<Option<i64>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.kind.clone())).collect::<Vec<_>>())
-    .bind(unique.iter().map(|&i| batch[i].event.error.as_ref().map(|e| e.message.clone())).collect::<Vec<_>>())
-    .bind(col(&|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned())))
-    .bind(col(&|e| e.topic.clone()))
-    .bind(unique.iter().map(|&i| batch[i].partition).collect::<Vec<i32>>())
-    .bind(unique.iter().map(|&i| batch[i].offset).collect::<Vec<i64>>())
-    .bind(unique.iter().map(|&i| batch[i].event.step_index).collect::<Vec<Option<i32>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.step_count).collect::<Vec<Option<i32>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.compensable).collect::<Vec<Option<bool>>>())
-    .bind(unique.iter().map(|&i| batch[i].event.cause_idempotency_key.clone()).collect::<Vec<Option<String>>>())
+    .bind(rows.iter().map(|e| e.event.duration_micros).collect::<Vec<Option<i64>>>())
+    .bind(opt(|e| e.event.error.as_ref().map(|x| x.kind.as_str())))
+    .bind(opt(|e| e.event.error.as_ref().map(|x| x.message.as_str())))
+    .bind(&metadata)
+    .bind(col(|e| &e.topic))
+    .bind(rows.iter().map(|e| e.partition).collect::<Vec<i32>>())
+    .bind(rows.iter().map(|e| e.offset).collect::<Vec<i64>>())
+    .bind(rows.iter().map(|e| e.event.step_index).collect::<Vec<Option<i32>>>())
+    .bind(rows.iter().map(|e| e.event.step_count).collect::<Vec<Option<i32>>>())
+    .bind(rows.iter().map(|e| e.event.compensable).collect::<Vec<Option<bool>>>())
+    .bind(opt(|e| e.event.cause_idempotency_key.as_deref()))
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();

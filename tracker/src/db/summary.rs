@@ -60,6 +60,24 @@ pub struct StepSummary {
 }
 
 impl StepSummary {
+    /// What one event (at `at` microseconds) says of its step.
+    fn of(e: &EventFacts, at: i64) -> StepSummary {
+        let mut step = StepSummary {
+            compensable: e.compensable == Some(true),
+            ..StepSummary::default()
+        };
+        match e.status {
+            StepStatus::Started => step.forward = Some((e.attempt, RUNNING, at)),
+            StepStatus::Succeeded => step.forward = Some((e.attempt, SUCCEEDED, at)),
+            StepStatus::Failed => step.forward = Some((e.attempt, FAILED, at)),
+            StepStatus::CompensationStarted => step.compensation = Some((e.attempt, IN_FLIGHT)),
+            StepStatus::Compensated => step.compensation = Some((e.attempt, DONE)),
+            StepStatus::CompensationFailed => step.compensation = Some((e.attempt, COMP_FAILED)),
+            StepStatus::Unknown => {}
+        }
+        step
+    }
+
     fn merge(&mut self, other: &StepSummary) {
         self.forward = match (self.forward, other.forward) {
             (Some(a), Some(b)) if (a.0, a.1) == (b.0, b.1) => Some((a.0, a.1, a.2.min(b.2))),
@@ -109,19 +127,6 @@ impl Summary {
     /// The summary of one event.
     pub fn of(e: &EventFacts) -> Summary {
         let (at, id) = key_of(e);
-        let mut step = StepSummary {
-            compensable: e.compensable == Some(true),
-            ..StepSummary::default()
-        };
-        match e.status {
-            StepStatus::Started => step.forward = Some((e.attempt, RUNNING, at)),
-            StepStatus::Succeeded => step.forward = Some((e.attempt, SUCCEEDED, at)),
-            StepStatus::Failed => step.forward = Some((e.attempt, FAILED, at)),
-            StepStatus::CompensationStarted => step.compensation = Some((e.attempt, IN_FLIGHT)),
-            StepStatus::Compensated => step.compensation = Some((e.attempt, DONE)),
-            StepStatus::CompensationFailed => step.compensation = Some((e.attempt, COMP_FAILED)),
-            StepStatus::Unknown => {}
-        }
         Summary {
             n: 1,
             first: (at, id, e.saga_type.clone()),
@@ -129,7 +134,7 @@ impl Summary {
             order: e.order_id.clone().map(|o| (at, id, o)),
             count: e.step_count,
             services: BTreeSet::from([e.service.clone()]),
-            steps: BTreeMap::from([(e.step.clone(), step)]),
+            steps: BTreeMap::from([(e.step.clone(), StepSummary::of(e, at))]),
             pos: e
                 .step_index
                 .map(|i| (i, (at, id, e.step.clone())))
@@ -148,9 +153,40 @@ impl Summary {
         Some(summary)
     }
 
-    /// Adds one event.
+    /// Adds one event: the same as merging [`Summary::of`] the event, without building that summary (a string
+    /// is cloned only where the event changes the summary).
     pub fn add(&mut self, e: &EventFacts) {
-        self.merge(&Summary::of(e));
+        let (at, id) = key_of(e);
+        self.n += 1;
+        if (at, id) < (self.first.0, self.first.1) {
+            self.first = (at, id, e.saga_type.clone());
+        }
+        self.last = self.last.max(at);
+        if let Some(order) = &e.order_id
+            && self.order.as_ref().is_none_or(|o| (at, id) < (o.0, o.1))
+        {
+            self.order = Some((at, id, order.clone()));
+        }
+        self.count = self.count.max(e.step_count);
+        if !self.services.contains(&e.service) {
+            self.services.insert(e.service.clone());
+        }
+        let step = StepSummary::of(e, at);
+        match self.steps.get_mut(&e.step) {
+            Some(s) => s.merge(&step),
+            None => {
+                self.steps.insert(e.step.clone(), step);
+            }
+        }
+        if let Some(index) = e.step_index {
+            match self.pos.get_mut(&index) {
+                Some(p) if (at, id) < (p.0, p.1) => *p = (at, id, e.step.clone()),
+                Some(_) => {}
+                None => {
+                    self.pos.insert(index, (at, id, e.step.clone()));
+                }
+            }
+        }
     }
 
     /// Makes `self` the summary of the union of both event sets (the sets must not share an event).
@@ -330,6 +366,21 @@ mod tests {
                 }
             }
             prop_assert_eq!(merged.expect("one part").derive(), expected);
+        }
+
+        /// Adding events one by one gives the same summary as merging their one-event summaries.
+        #[test]
+        fn adding_an_event_is_merging_its_summary(events in prop::collection::vec(event(), 1..30)) {
+            let mut seen = BTreeSet::new();
+            let events: Vec<EventFacts> =
+                events.into_iter().filter(|e| seen.insert(e.event_id)).collect();
+            let mut added = Summary::of(&events[0]);
+            let mut merged = Summary::of(&events[0]);
+            for e in &events[1..] {
+                added.add(e);
+                merged.merge(&Summary::of(e));
+            }
+            prop_assert_eq!(added, merged);
         }
     }
 }
