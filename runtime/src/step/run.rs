@@ -17,7 +17,7 @@ pub fn run_sync<R: StepOutcome, F: FnOnce() -> R>(guard: StepGuard, body: F) -> 
 }
 
 /// [`run_sync`] with a classifier.
-#[inline]
+#[inline(always)]
 pub fn run_sync_with<R, D: Describe<R>, F: FnOnce() -> R>(
     guard: StepGuard,
     describe: D,
