@@ -32,7 +32,9 @@ fn measured_calls(variant: &str, from: u64, to: u64) {
     match variant {
         "plain" => (from..to).for_each(|i| drop(black_box(plain(i)))),
         "saga_step" => (from..to).for_each(|i| drop(black_box(annotated(i)))),
-        "saga_step_async" => (from..to).for_each(|i| drop(black_box(run_ready(annotated_async(i))))),
+        "saga_step_async" => {
+            (from..to).for_each(|i| drop(black_box(run_ready(annotated_async(i)))))
+        }
         "plain_async" => (from..to).for_each(|i| drop(black_box(run_ready(plain_async(i))))),
         "fastrace" | "fastrace_async" => {
             // one root span per burst of 1 024: its hand-off to the collector is counted, as in the bench
@@ -65,7 +67,11 @@ fn main() {
         .build()
         .expect("tracker");
     let _guard = saga_tracker::init(tracker.clone()).expect("init");
-    let per_burst = if variant.starts_with("fastrace") { 1_024 } else { FLUSH_EVERY };
+    let per_burst = if variant.starts_with("fastrace") {
+        1_024
+    } else {
+        FLUSH_EVERY
+    };
     let mut done = 0;
     while done < calls {
         let to = (done + per_burst).min(calls);

@@ -176,11 +176,11 @@ impl StepGuard {
             crate::tracker::note_unrecorded(d.saga_type, d.step);
             return;
         };
-        if !self.admitted {
-            if let Err(err) = tracker.check_step(d, &self.saga_id, self.extras.as_deref()) {
-                log_unrecorded(d, &err);
-                return;
-            }
+        if !self.admitted
+            && let Err(err) = tracker.check_step(d, &self.saga_id, self.extras.as_deref())
+        {
+            log_unrecorded(d, &err);
+            return;
         }
         let mut error = error.map(Box::new);
         if let Some(call) = self.call {

@@ -75,7 +75,7 @@ impl<'a> Parts<'a> {
     }
 
     /// The event of a transition given to `Tracker::record`.
-    pub(crate)  fn of_pending(pending: &'a Pending) -> Parts<'a> {
+    pub(crate) fn of_pending(pending: &'a Pending) -> Parts<'a> {
         Parts::of_transition(&pending.transition, pending.at, pending.trace.as_ref())
     }
 

@@ -241,7 +241,10 @@ impl Lanes {
 
     /// The first event of this thread for these lanes (or after using another tracker): finds or opens its lane.
     #[cold]
-    fn writer<'w>(self: &Arc<Self>, writers: &'w mut Vec<Writer>) -> Result<&'w mut Writer, Refused> {
+    fn writer<'w>(
+        self: &Arc<Self>,
+        writers: &'w mut Vec<Writer>,
+    ) -> Result<&'w mut Writer, Refused> {
         writers.retain(|w| !w.lanes.closed.load(Ordering::Acquire));
         if let Some(i) = writers.iter().position(|w| Arc::ptr_eq(&w.lanes, self)) {
             writers.swap(0, i);
@@ -315,16 +318,12 @@ impl Lanes {
             if writer.lane.id != call.lane {
                 return Err(Refused::OtherLane);
             }
-            writer
-                .try_push(end(), Admit::Always)
-                .map_err(|(why, command)| {
-                    if let Command::End { error, .. } = command {
-                        back = error;
-                    }
-                    why
-                })
+            writer.push_keeping(end(), Admit::Always, &mut back)
         });
-        pushed.map_err(|why| (why, back))
+        pushed.map_err(|why| match back {
+            Some(Command::End { error, .. }) => (why, error),
+            _ => (why, None),
+        })
     }
 
     /// Appends a whole step event (its slots: trace, extras, detail, then the step) to this thread's lane: a
@@ -369,20 +368,15 @@ impl Lanes {
     ) -> Result<(), (Refused, Box<Pending>)> {
         let mut back = None;
         let mut pending = Some(pending);
-        let pushed = self.with_writer(|writer| {
-            let Some(p) = pending.take() else {
-                return Ok(());
-            };
-            writer
-                .try_push(Command::Record(p), Admit::Bounded)
-                .map_err(|(why, command)| {
-                    if let Command::Record(p) = command {
-                        back = Some(p);
-                    }
-                    why
-                })
+        let pushed = self.with_writer(|writer| match pending.take() {
+            Some(p) => writer.push_keeping(Command::Record(p), Admit::Bounded, &mut back),
+            None => Ok(()),
         });
-        match (pushed, back.or(pending)) {
+        let pending = match back {
+            Some(Command::Record(p)) => Some(p),
+            _ => pending,
+        };
+        match (pushed, pending) {
             (Err(why), Some(p)) => Err((why, p)),
             _ => Ok(()),
         }
@@ -468,18 +462,24 @@ impl Writer {
     /// Appends one slot: a slot write and a store of the ring's tail.
     #[inline]
     fn push(&mut self, command: Command, admit: Admit) -> Result<(), Refused> {
-        self.try_push(command, admit).map_err(|(why, _)| why)
+        self.push_keeping(command, admit, &mut None)
     }
 
-    /// [`push`](Writer::push), a refused command coming back.
+    /// [`push`](Writer::push), a refused command left in `back` (a small result: no copy of a slot on return).
     #[inline]
-    fn try_push(&mut self, command: Command, admit: Admit) -> Result<(), (Refused, Command)> {
+    fn push_keeping(
+        &mut self,
+        command: Command,
+        admit: Admit,
+        back: &mut Option<Command>,
+    ) -> Result<(), Refused> {
         if admit == Admit::Bounded && self.lanes.over.load(Ordering::Relaxed) {
-            return Err((Refused::Full, command));
+            *back = Some(command);
+            return Err(Refused::Full);
         }
         match self.producer.push(command) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(command)) => self.chain_push(command, admit),
+            Err(PushError::Full(command)) => self.chain_push(command, admit, back),
         }
     }
 
@@ -507,14 +507,22 @@ impl Writer {
     }
 
     #[cold]
-    fn chain_push(&mut self, command: Command, admit: Admit) -> Result<(), (Refused, Command)> {
+    fn chain_push(
+        &mut self,
+        command: Command,
+        admit: Admit,
+        back: &mut Option<Command>,
+    ) -> Result<(), Refused> {
         if let Err(why) = self.chain(admit) {
-            return Err((why, command));
+            *back = Some(command);
+            return Err(why);
         }
-        match self.producer.push(command) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full(command)) => Err((Refused::Full, command)),
-        }
+        self.producer
+            .push(command)
+            .map_err(|PushError::Full(command)| {
+                *back = Some(command);
+                Refused::Full
+            })
     }
 
     /// The segment is full: chains a fresh one (within the tracker's capacity, unless `admit` says always) and

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant, SystemTime};
 pub use builder::{BuildError, TrackerBuilder};
 pub(crate) use clock::Stamp;
 pub(crate) use command::{CallExtras, CallId, Command, StepEvent, start_status};
-pub(crate) use lanes::Refused;
 pub use global::{
     FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default,
     with_default_async,
 };
 pub(crate) use global::{TrackerHandle, current_handle, note_unrecorded};
+pub(crate) use lanes::Refused;
 
 use crate::bounds::{self, Field, TooLarge};
 use crate::codec::Framing;

@@ -148,7 +148,9 @@ impl Worker {
                     None => {
                         // Cannot happen: a start is taken before its end (it was pushed first, in the same lane).
                         Counters::bump(&reporter.counters.lost);
-                        tracing::error!("saga-tracker: a step's terminal event came without its start; dropped");
+                        tracing::error!(
+                            "saga-tracker: a step's terminal event came without its start; dropped"
+                        );
                         return;
                     }
                 },
