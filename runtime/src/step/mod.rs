@@ -77,13 +77,15 @@ impl StepGuard {
                 .or_else(cause::scoped)
                 .or_else(|| cause::last_failure(saga_id.as_str())),
         };
-        let extras = (order_id.is_some() || !metadata.is_empty() || cause.is_some()).then(|| {
-            Arc::new(CallExtras {
+        let extras = if order_id.is_some() || !metadata.is_empty() || cause.is_some() {
+            Some(Arc::new(CallExtras {
                 order_id,
                 metadata,
                 cause,
-            })
-        });
+            }))
+        } else {
+            None
+        };
         let mut guard = StepGuard {
             descriptor,
             tracker: crate::tracker::current_handle(),
@@ -111,6 +113,12 @@ impl StepGuard {
     /// Records the terminal event for `outcome`, described (classified) by `describe`.
     #[inline(always)]
     pub fn finish_with<R, D: Describe<R>>(mut self, outcome: &R, describe: D) {
+        self.finish_in_place(outcome, describe);
+    }
+
+    /// [`finish_with`](StepGuard::finish_with) without moving the guard (it is dropped where it is, finished).
+    #[inline(always)]
+    pub(crate) fn finish_in_place<R, D: Describe<R>>(&mut self, outcome: &R, describe: D) {
         self.finished = true;
         match describe.describe(outcome) {
             None => self.record_now(self.success_status(), None),
