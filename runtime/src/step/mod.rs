@@ -3,7 +3,8 @@
 //! when dropped unfinished (kind `cancelled`: an async step whose future was dropped).
 //!
 //! The hot path (STARTED + SUCCEEDED) allocates nothing for a saga id of up to [`Id::INLINE`] bytes (a UUID or an
-//! integer): the id travels inline in each event's queue slot; saga type and step are the descriptor's
+//! integer): the id travels inline in the start event's lane slot (the terminal event names the call by its number
+//! in the lane, and the worker pairs the two); saga type and step are the descriptor's
 //! `&'static str`s; nothing is formatted unless the step fails. An order id or metadata costs one allocation per
 //! call, shared by both events.
 
