@@ -231,9 +231,14 @@ impl Lanes {
                 let Ok(mut writers) = writers.try_borrow_mut() else {
                     return Err(Refused::NoLane);
                 };
+                if !writers.first().is_some_and(|w| Arc::ptr_eq(&w.lanes, self)) {
+                    // leaves this thread's writer for these lanes first
+                    self.new_writer(&mut writers)?;
+                }
+                // `f` called in one place only: inlined here
                 match writers.first_mut() {
-                    Some(writer) if Arc::ptr_eq(&writer.lanes, self) => f(writer),
-                    _ => f(self.writer(&mut writers)?),
+                    Some(writer) => f(writer),
+                    None => Err(Refused::NoLane),
                 }
             })
             .unwrap_or(Err(Refused::NoLane))
@@ -241,7 +246,7 @@ impl Lanes {
 
     /// The first event of this thread for these lanes (or after using another tracker): finds or opens its lane.
     #[cold]
-    fn writer<'w>(
+    fn new_writer<'w>(
         self: &Arc<Self>,
         writers: &'w mut Vec<Writer>,
     ) -> Result<&'w mut Writer, Refused> {
