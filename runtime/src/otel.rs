@@ -24,6 +24,9 @@ impl TraceIds {
     #[inline]
     pub fn current() -> Option<TraceIds> {
         Context::map_current(|cx| {
+            if !cx.has_active_span() {
+                return None;
+            }
             let span = cx.span();
             let sc = span.span_context();
             sc.is_valid().then(|| TraceIds {

@@ -1,6 +1,7 @@
 //! Events wait in their thread's lane until the tracker's worker takes them: none is lost when the thread exits,
 //! a flush from any thread delivers every thread's pending events, a panic is recorded after earlier events of its
-//! thread, and a burst larger than a lane segment keeps each saga's order.
+//! thread, a burst larger than a lane segment keeps each saga's order, and an async step that ends on another
+//! thread than it started on (its end cannot be paired with its start in one lane) records both events whole.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Barrier};
@@ -213,4 +214,96 @@ fn a_burst_over_many_segments_keeps_each_sagas_order_and_loses_nothing() {
             assert_eq!(steps, expected, "saga burst-{t}-{s}");
         }
     }
+}
+
+/// Pending on its first poll, ready on its second.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            std::task::Poll::Pending
+        }
+    }
+}
+
+#[saga_step(OrderSaga, ConfirmOrder, saga_id = saga, order_id = order, metadata(tenant = tenant))]
+async fn ship(saga: String, order: String, tenant: u32, fail: bool) -> Result<(), Declined> {
+    YieldOnce(false).await;
+    if fail { Err(Declined) } else { Ok(()) }
+}
+
+/// Polls `future` once on this thread, then to completion on another (as a work-stealing runtime may).
+fn start_here_finish_elsewhere<F: std::future::Future + Send + 'static>(
+    tracker: &saga_tracker::Tracker,
+    future: F,
+) -> F::Output
+where
+    F::Output: Send,
+{
+    let mut future = Box::pin(saga_tracker::with_default_async(tracker, future));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    std::thread::spawn(move || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("ready on the second poll"),
+        }
+    })
+    .join()
+    .expect("thread")
+}
+
+#[test]
+fn an_async_step_that_ends_on_another_thread_records_its_ids_on_both_events() {
+    let recorder = Recorder::new("lanes-moved");
+    // The start is paired with nothing on the other thread: its end goes whole, with the call's ids and extras.
+    for (i, fail) in [(0, false), (1, true)] {
+        let out = start_here_finish_elsewhere(
+            &recorder.tracker,
+            ship(format!("moved-{i}"), format!("order-{i}"), 7, fail),
+        );
+        assert_eq!(out.is_err(), fail);
+    }
+    // Calls that start and end on this thread still pair in between.
+    with_default(&recorder.tracker, || reserve("moved-0")).expect("reserve");
+    let events = recorder.events();
+    for (i, terminal) in [(0, StepStatus::Succeeded), (1, StepStatus::Failed)] {
+        let saga = format!("moved-{i}");
+        let ship: Vec<_> = events
+            .iter()
+            .filter(|e| e.saga_id == saga && e.step == "confirm")
+            .collect();
+        assert_eq!(
+            ship.iter().map(|e| e.status).collect::<Vec<_>>(),
+            [StepStatus::Started, terminal],
+            "{events:?}"
+        );
+        for e in &ship {
+            assert_eq!(e.order_id.as_deref(), Some(format!("order-{i}").as_str()));
+            assert_eq!(
+                e.metadata.get("tenant").map(String::as_str),
+                Some("7"),
+                "{e:?}"
+            );
+        }
+        assert!(ship[1].duration_micros.is_some());
+        if terminal == StepStatus::Failed {
+            assert_eq!(
+                ship[1].error.as_ref().map(|e| e.message.as_str()),
+                Some("declined")
+            );
+        }
+    }
+    assert_eq!(of(&events, "moved-0").len(), 4, "{events:?}");
+    let stats = recorder.tracker.stats();
+    assert_eq!((stats.recorded, stats.lost), (6, 0), "{stats:?}");
 }

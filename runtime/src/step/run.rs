@@ -17,15 +17,15 @@ pub fn run_sync<R: StepOutcome, F: FnOnce() -> R>(guard: StepGuard, body: F) -> 
 }
 
 /// [`run_sync`] with a classifier.
-#[inline]
+#[inline(always)]
 pub fn run_sync_with<R, D: Describe<R>, F: FnOnce() -> R>(
-    guard: StepGuard,
+    mut guard: StepGuard,
     describe: D,
     body: F,
 ) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(outcome) => {
-            guard.finish_with(&outcome, describe);
+            guard.finish_in_place(&outcome, describe);
             outcome
         }
         Err(payload) => guard.panicked(payload),
@@ -42,13 +42,13 @@ pub fn catch_body<R, F: Future<Output = R>>(body: F) -> CatchUnwind<AssertUnwind
 /// Finishes an async step: records the outcome, or the panic (then resumes it).
 #[inline]
 pub fn finish_async<R, D: Describe<R>>(
-    guard: StepGuard,
+    mut guard: StepGuard,
     describe: D,
     result: Result<R, Box<dyn Any + Send>>,
 ) -> R {
     match result {
         Ok(outcome) => {
-            guard.finish_with(&outcome, describe);
+            guard.finish_in_place(&outcome, describe);
             outcome
         }
         Err(payload) => guard.panicked(payload),

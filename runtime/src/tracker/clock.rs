@@ -19,9 +19,6 @@ pub(crate) fn clock() -> &'static quanta::Clock {
 pub(crate) struct Stamp(u64);
 
 impl Stamp {
-    /// Before every reading.
-    pub(crate) const ZERO: Stamp = Stamp(0);
-
     /// Reads the counter (a few ns: no system call, no wall clock).
     #[inline]
     pub(crate) fn now() -> Stamp {

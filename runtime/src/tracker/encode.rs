@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use super::clock::Anchor;
-use super::command::{Command, Pending, StepRecord};
+use super::command::{Pending, StepEvent};
 use crate::bounds;
 use crate::codec::Framing;
 use crate::codec::write::{EventFields, IdempotencyKey, write_fields};
@@ -46,42 +46,36 @@ pub(crate) struct Shape {
 }
 
 impl<'a> Parts<'a> {
-    /// The event a command carries (a flush carries none); step stamps converted to wall-clock time by `anchor`.
-    pub(crate) fn of(command: &'a Command, anchor: &Anchor) -> Option<Parts<'a>> {
-        match command {
-            Command::Step(record) => Some(Parts::of_step(record, anchor)),
-            Command::Record(pending) => Some(Parts::of_pending(pending)),
-            Command::Flush(_) => None,
-        }
-    }
-
-    fn of_step(record: &'a StepRecord, anchor: &Anchor) -> Parts<'a> {
-        let extras = record.extras.as_deref();
+    /// The event of a step call; stamps converted to wall-clock time by `anchor`.
+    pub(crate) fn of_event(event: &'a StepEvent, anchor: &Anchor) -> Parts<'a> {
+        let extras = event.extras.as_deref();
+        let d = event.descriptor;
         Parts {
-            saga_type: record.descriptor.saga_type,
-            step: record.descriptor.step,
-            saga_id: record.saga_id.as_str(),
-            status: record.status,
-            attempt: record.attempt,
+            saga_type: d.saga_type,
+            step: d.step,
+            saga_id: event.saga_id.as_str(),
+            status: event.status,
+            attempt: event.attempt,
             order_id: extras.and_then(|e| e.order_id.as_deref()),
-            at: anchor.wall(record.at),
-            duration: record
+            at: anchor.wall(event.at),
+            duration: event
                 .status
                 .is_terminal()
-                .then(|| record.at.since(record.started)),
-            error: record.error.as_deref(),
+                .then(|| event.at.since(event.started)),
+            error: event.error.as_deref(),
             metadata: extras.map_or(&[], |e| e.metadata.as_slice()),
-            trace: record.trace.as_ref(),
-            shape: (record.descriptor.step_count > 0).then_some(Shape {
-                step_index: record.descriptor.step_index,
-                step_count: record.descriptor.step_count,
-                compensable: record.descriptor.compensable,
+            trace: event.trace.as_ref(),
+            shape: (d.step_count > 0).then_some(Shape {
+                step_index: d.step_index,
+                step_count: d.step_count,
+                compensable: d.compensable,
             }),
             cause: extras.and_then(|e| e.cause.as_deref()),
         }
     }
 
-    fn of_pending(pending: &'a Pending) -> Parts<'a> {
+    /// The event of a transition given to `Tracker::record`.
+    pub(crate) fn of_pending(pending: &'a Pending) -> Parts<'a> {
         Parts::of_transition(&pending.transition, pending.at, pending.trace.as_ref())
     }
 

@@ -14,13 +14,18 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
-use super::command::Command;
+use super::command::{
+    CallExtras, CallId, Command, Detail, Pending, StepEvent, Taken, start_status,
+};
 use super::worker::Wakeup;
+use crate::event::StepError;
+use crate::otel::TraceIds;
 
 /// Slots per ring segment: about 60 KB of records; a burst chains more, freed once the worker has drained them.
 pub(crate) const SEGMENT: usize = 512;
@@ -52,22 +57,108 @@ impl std::fmt::Debug for Lanes {
 }
 
 /// One thread's chain of segments, the oldest first.
-#[derive(Default)]
 pub(crate) struct Lane {
+    /// Unique in the process: a call's terminal event is paired with its start within one lane.
+    id: NonZeroU64,
     segments: Mutex<VecDeque<Consumer<Command>>>,
+    /// The worker's reading state of this lane (only the worker locks it).
+    assembly: Mutex<Assembly>,
+}
+
+/// What the worker has read of a lane: the starts counted so far (a call's number), and the slots read for the
+/// next start.
+#[derive(Default)]
+struct Assembly {
+    starts: u64,
+    trace: Option<TraceIds>,
+    extras: Option<Arc<CallExtras>>,
+    detail: Option<Detail>,
+}
+
+impl Assembly {
+    /// The event of `command`, read from lane `lane` in order (`None` for a slot that belongs to the next start).
+    fn take(&mut self, lane: NonZeroU64, command: Command) -> Option<Taken> {
+        match command {
+            Command::Step {
+                descriptor,
+                saga_id,
+                at,
+                attempt,
+            } => {
+                let n = self.starts;
+                self.starts += 1;
+                let (status, started, error, call) = match self.detail.take() {
+                    Some(d) => (d.status, d.started, d.error, d.opened),
+                    None => (start_status(descriptor), at, None, Some(CallId { lane, n })),
+                };
+                Some(Taken::Step(StepEvent {
+                    descriptor,
+                    saga_id,
+                    status,
+                    attempt,
+                    at,
+                    started,
+                    trace: self.trace.take(),
+                    extras: self.extras.take(),
+                    error,
+                    call,
+                }))
+            }
+            Command::End {
+                call,
+                at,
+                status,
+                error,
+            } => Some(Taken::End {
+                lane,
+                call,
+                at,
+                status,
+                error,
+            }),
+            Command::Trace(trace) => {
+                self.trace = Some(trace);
+                None
+            }
+            Command::Extras(extras) => {
+                self.extras = Some(extras);
+                None
+            }
+            Command::Detail(detail) => {
+                self.detail = Some(detail);
+                None
+            }
+            Command::Event(event) => Some(Taken::Step(*event)),
+            Command::Record(pending) => Some(Taken::Record(pending)),
+            // Flushes travel in the shared queue only.
+            Command::Flush(done) => {
+                let _ = done.send(());
+                None
+            }
+        }
+    }
 }
 
 impl Lane {
     fn segments(&self) -> MutexGuard<'_, VecDeque<Consumer<Command>>> {
         self.segments.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn assembly(&self) -> MutexGuard<'_, Assembly> {
+        self.assembly.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
+
+/// Lane ids (unique in the process).
+static LANE_IDS: AtomicU64 = AtomicU64::new(0);
 
 /// A thread's end of one tracker's lane.
 struct Writer {
     lanes: Arc<Lanes>,
     lane: Arc<Lane>,
     producer: Producer<Command>,
+    /// Starts pushed so far: the next start's number.
+    starts: u64,
 }
 
 thread_local! {
@@ -75,15 +166,39 @@ thread_local! {
     static WRITERS: RefCell<Vec<Writer>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Why an event did not go into this thread's lane; the event comes back to the caller, boxed (a refusal is rare,
-/// and a small result keeps the hot path from copying a whole event on return).
+/// Why an event did not go into this thread's lane (the caller still has the event: it spools it, or sends it
+/// through the shared queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// The tracker's segments hold its queue capacity.
-    Full(Box<Command>),
+    Full,
     /// This thread has no lane now (its thread-locals are being destroyed): use the shared queue.
-    NoLane(Box<Command>),
+    NoLane,
     /// The worker has stopped.
-    Stopped(Box<Command>),
+    Stopped,
+    /// A terminal event on another thread than its start's (an async step's task moved): it goes unpaired.
+    OtherLane,
+}
+
+impl Refused {
+    /// Why an event refused this way is spooled.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refused::Full | Refused::OtherLane => "tracker queue full",
+            Refused::NoLane => "tracker is shut down",
+            Refused::Stopped => "tracker worker stopped",
+        }
+    }
+}
+
+/// Whether a push may take the tracker over its queue capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Within the capacity.
+    Bounded,
+    /// Always: the end of a call whose start is in a lane (the worker holds the start until its end comes; the
+    /// overshoot is bounded by the calls in flight).
+    Always,
 }
 
 impl Lanes {
@@ -104,51 +219,52 @@ impl Lanes {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends the event `make` builds to this thread's lane: a slot write and a store of the ring's tail.
+    /// Runs `f` on this thread's writer for these lanes (opening the lane on the thread's first event).
     #[inline]
-    pub(crate) fn push_with(
+    fn with_writer<R>(
         self: &Arc<Self>,
-        make: impl FnOnce() -> Command,
-    ) -> Result<(), Refused> {
-        let mut make = Some(make);
-        let pushed = WRITERS.try_with(|writers| {
-            let Ok(mut writers) = writers.try_borrow_mut() else {
-                return None;
-            };
-            let make = make.take()?;
-            Some(match writers.first_mut() {
-                Some(writer) if Arc::ptr_eq(&writer.lanes, self) => writer.push_with(make),
-                _ => self.push_new_writer(&mut writers, make()),
+        f: impl FnOnce(&mut Writer) -> Result<R, Refused>,
+    ) -> Result<R, Refused> {
+        // Without thread-locals `f` is dropped unrun: the caller still has the event.
+        WRITERS
+            .try_with(|writers| {
+                let Ok(mut writers) = writers.try_borrow_mut() else {
+                    return Err(Refused::NoLane);
+                };
+                if !writers.first().is_some_and(|w| Arc::ptr_eq(&w.lanes, self)) {
+                    // leaves this thread's writer for these lanes first
+                    self.new_writer(&mut writers)?;
+                }
+                // `f` called in one place only: inlined here
+                match writers.first_mut() {
+                    Some(writer) => f(writer),
+                    None => Err(Refused::NoLane),
+                }
             })
-        });
-        match (pushed, make) {
-            (Ok(Some(result)), _) => result,
-            (_, Some(make)) => Err(Refused::NoLane(Box::new(make()))),
-            // The closure took the event and always answers once it has.
-            (_, None) => Ok(()),
-        }
+            .unwrap_or(Err(Refused::NoLane))
     }
 
     /// The first event of this thread for these lanes (or after using another tracker): finds or opens its lane.
     #[cold]
-    fn push_new_writer(
+    fn new_writer<'w>(
         self: &Arc<Self>,
-        writers: &mut Vec<Writer>,
-        command: Command,
-    ) -> Result<(), Refused> {
+        writers: &'w mut Vec<Writer>,
+    ) -> Result<&'w mut Writer, Refused> {
         writers.retain(|w| !w.lanes.closed.load(Ordering::Acquire));
         if let Some(i) = writers.iter().position(|w| Arc::ptr_eq(&w.lanes, self)) {
             writers.swap(0, i);
-            return writers[0].push(command);
+            return Ok(&mut writers[0]);
         }
         if self.closed.load(Ordering::Acquire) {
-            return Err(Refused::Stopped(Box::new(command)));
+            return Err(Refused::Stopped);
         }
         // A thread's first segment is always granted, so every thread can record while the worker keeps up.
         self.slots.fetch_add(self.segment, Ordering::AcqRel);
         let (producer, consumer) = RingBuffer::new(self.segment);
         let lane = Arc::new(Lane {
+            id: NonZeroU64::MIN.saturating_add(LANE_IDS.fetch_add(1, Ordering::Relaxed)),
             segments: Mutex::new(VecDeque::from([consumer])),
+            assembly: Mutex::default(),
         });
         self.registry().push(lane.clone());
         writers.insert(
@@ -157,9 +273,118 @@ impl Lanes {
                 lanes: self.clone(),
                 lane,
                 producer,
+                starts: 0,
             },
         );
-        writers[0].push(command)
+        Ok(&mut writers[0])
+    }
+
+    /// Appends a call's start (after its trace ids and extras, if any) to this thread's lane; returns the call's
+    /// id, which its terminal event names.
+    #[inline]
+    pub(crate) fn push_start(
+        self: &Arc<Self>,
+        trace: Option<&TraceIds>,
+        extras: Option<&Arc<CallExtras>>,
+        start: impl FnOnce() -> Command,
+    ) -> Result<CallId, Refused> {
+        self.with_writer(|writer| {
+            if trace.is_none() && extras.is_none() {
+                writer.push(start(), Admit::Bounded)?;
+            } else {
+                let n = 1 + usize::from(trace.is_some()) + usize::from(extras.is_some());
+                let group = trace
+                    .map(|t| Command::Trace(*t))
+                    .into_iter()
+                    .chain(extras.map(|e| Command::Extras(e.clone())))
+                    .chain(std::iter::once_with(start));
+                writer.push_group(n, group, Admit::Bounded)?;
+            }
+            let n = writer.starts;
+            writer.starts += 1;
+            Ok(CallId {
+                lane: writer.lane.id,
+                n,
+            })
+        })
+    }
+
+    /// Appends the terminal event of `call` to this thread's lane, if its start is in this lane (else
+    /// [`Refused::OtherLane`]); within the capacity or not (its start is held by the worker until it comes). A
+    /// refused event's error comes back.
+    #[inline]
+    pub(crate) fn push_end(
+        self: &Arc<Self>,
+        call: CallId,
+        end: impl FnOnce() -> Command,
+    ) -> Result<(), (Refused, Option<Box<StepError>>)> {
+        let mut back = None;
+        let pushed = self.with_writer(|writer| {
+            if writer.lane.id != call.lane {
+                return Err(Refused::OtherLane);
+            }
+            writer.push_keeping(end(), Admit::Always, &mut back)
+        });
+        pushed.map_err(|why| match back {
+            Some(Command::End { error, .. }) => (why, error),
+            _ => (why, None),
+        })
+    }
+
+    /// Appends a whole step event (its slots: trace, extras, detail, then the step) to this thread's lane: a
+    /// terminal event not paired with its start. Past the capacity only if it ends a call the worker holds.
+    pub(crate) fn push_event(self: &Arc<Self>, event: &StepEvent) -> Result<(), Refused> {
+        self.with_writer(|writer| {
+            let detail = Detail {
+                status: event.status,
+                started: event.started,
+                error: event.error.clone(),
+                opened: event.call,
+            };
+            let n = 2 + usize::from(event.trace.is_some()) + usize::from(event.extras.is_some());
+            let group = event
+                .trace
+                .map(Command::Trace)
+                .into_iter()
+                .chain(event.extras.clone().map(Command::Extras))
+                .chain([
+                    Command::Detail(detail),
+                    Command::Step {
+                        descriptor: event.descriptor,
+                        saga_id: event.saga_id.clone(),
+                        at: event.at,
+                        attempt: event.attempt,
+                    },
+                ]);
+            let admit = match event.call {
+                Some(_) => Admit::Always,
+                None => Admit::Bounded,
+            };
+            writer.push_group(n, group, admit)?;
+            writer.starts += 1;
+            Ok(())
+        })
+    }
+
+    /// Appends a transition given to `Tracker::record`; a refused one comes back.
+    pub(crate) fn push_record(
+        self: &Arc<Self>,
+        pending: Box<Pending>,
+    ) -> Result<(), (Refused, Box<Pending>)> {
+        let mut back = None;
+        let mut pending = Some(pending);
+        let pushed = self.with_writer(|writer| match pending.take() {
+            Some(p) => writer.push_keeping(Command::Record(p), Admit::Bounded, &mut back),
+            None => Ok(()),
+        });
+        let pending = match back {
+            Some(Command::Record(p)) => Some(p),
+            _ => pending,
+        };
+        match (pushed, pending) {
+            (Err(why), Some(p)) => Err((why, p)),
+            _ => Ok(()),
+        }
     }
 
     /// Takes the events of every lane, each lane in its order, into `handle`; returns how many. With `all`
@@ -169,7 +394,7 @@ impl Lanes {
         &self,
         all: bool,
         scratch: &mut Vec<Arc<Lane>>,
-        handle: &mut impl FnMut(Command),
+        handle: &mut impl FnMut(Taken),
     ) -> usize {
         scratch.clear();
         scratch.extend(self.registry().iter().cloned());
@@ -188,10 +413,13 @@ impl Lanes {
                 if (all || abandoned || ready == capacity)
                     && let Ok(chunk) = segment.read_chunk(ready)
                 {
+                    let mut assembly = lane.assembly();
                     for command in chunk {
-                        handle(command);
+                        if let Some(event) = assembly.take(lane.id, command) {
+                            handle(event);
+                            taken += 1;
+                        }
                     }
-                    taken += ready;
                 }
                 if abandoned && segment.is_empty() {
                     self.slots.fetch_sub(capacity, Ordering::AcqRel);
@@ -236,38 +464,86 @@ impl Lanes {
 }
 
 impl Writer {
+    /// Appends one slot: a slot write and a store of the ring's tail.
     #[inline]
-    fn push_with(&mut self, make: impl FnOnce() -> Command) -> Result<(), Refused> {
-        if self.lanes.over.load(Ordering::Relaxed) {
-            return Err(Refused::Full(Box::new(make())));
-        }
-        if self.producer.is_full() {
-            return self.chain(make());
-        }
-        self.push(make())
+    fn push(&mut self, command: Command, admit: Admit) -> Result<(), Refused> {
+        self.push_keeping(command, admit, &mut None)
     }
 
+    /// [`push`](Writer::push), a refused command left in `back` (a small result: no copy of a slot on return).
     #[inline]
-    fn push(&mut self, command: Command) -> Result<(), Refused> {
+    fn push_keeping(
+        &mut self,
+        command: Command,
+        admit: Admit,
+        back: &mut Option<Command>,
+    ) -> Result<(), Refused> {
+        if admit == Admit::Bounded && self.lanes.over.load(Ordering::Relaxed) {
+            *back = Some(command);
+            return Err(Refused::Full);
+        }
         match self.producer.push(command) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(command)) => self.chain(command),
+            Err(PushError::Full(command)) => self.chain_push(command, admit, back),
         }
     }
 
-    /// The segment is full: chains a fresh one (within the tracker's capacity) and leaves this one to the worker.
+    /// Appends the `n` slots of `group` in one segment (the worker reads them in order).
+    fn push_group(
+        &mut self,
+        n: usize,
+        group: impl IntoIterator<Item = Command>,
+        admit: Admit,
+    ) -> Result<(), Refused> {
+        if admit == Admit::Bounded && self.lanes.over.load(Ordering::Relaxed) {
+            return Err(Refused::Full);
+        }
+        if self.producer.write_chunk_uninit(n).is_err() {
+            self.chain(admit)?;
+        }
+        match self.producer.write_chunk_uninit(n) {
+            Ok(chunk) => {
+                chunk.fill_from_iter(group);
+                Ok(())
+            }
+            // more slots than a segment holds (a tracker with a tiny queue capacity)
+            Err(_) => Err(Refused::Full),
+        }
+    }
+
     #[cold]
-    fn chain(&mut self, command: Command) -> Result<(), Refused> {
+    fn chain_push(
+        &mut self,
+        command: Command,
+        admit: Admit,
+        back: &mut Option<Command>,
+    ) -> Result<(), Refused> {
+        if let Err(why) = self.chain(admit) {
+            *back = Some(command);
+            return Err(why);
+        }
+        self.producer
+            .push(command)
+            .map_err(|PushError::Full(command)| {
+                *back = Some(command);
+                Refused::Full
+            })
+    }
+
+    /// The segment is full: chains a fresh one (within the tracker's capacity, unless `admit` says always) and
+    /// leaves this one to the worker.
+    #[cold]
+    fn chain(&mut self, admit: Admit) -> Result<(), Refused> {
         let lanes = &self.lanes;
         if lanes.closed.load(Ordering::Acquire) {
-            return Err(Refused::Stopped(Box::new(command)));
+            return Err(Refused::Stopped);
         }
         let segment = lanes.segment;
         let held = lanes.slots.fetch_add(segment, Ordering::AcqRel) + segment;
-        if held > lanes.capacity {
+        if held > lanes.capacity && admit == Admit::Bounded {
             lanes.slots.fetch_sub(segment, Ordering::AcqRel);
             lanes.wakeup.wake_lingering();
-            return Err(Refused::Full(Box::new(command)));
+            return Err(Refused::Full);
         }
         let (producer, consumer) = RingBuffer::new(segment);
         self.lane.segments().push_back(consumer);
@@ -276,9 +552,6 @@ impl Writer {
         if held >= lanes.capacity / 2 {
             lanes.wakeup.wake_lingering();
         }
-        match self.producer.push(command) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full(command)) => Err(Refused::Full(Box::new(command))),
-        }
+        Ok(())
     }
 }

@@ -15,15 +15,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use builder::{BuildError, TrackerBuilder};
 pub(crate) use clock::Stamp;
-pub(crate) use command::{CallExtras, StepRecord};
+pub(crate) use command::{CallExtras, CallId, Command, StepEvent, start_status};
 pub use global::{
     FlushGuard, InitError, WithTracker, current, init, unrecorded_events, with_default,
     with_default_async,
 };
 pub(crate) use global::{TrackerHandle, current_handle, note_unrecorded};
+pub(crate) use lanes::Refused;
 
 use crate::bounds::{self, Field, TooLarge};
 use crate::codec::Framing;
+use crate::event::StepError;
 use crate::id::Id;
 use crate::otel::TraceIds;
 use crate::registry::StepDescriptor;
@@ -32,9 +34,9 @@ use crate::spool::{Spool, SpoolError};
 use crate::stats::{Counters, TrackerStats};
 use crate::transition::{RecordError, Transition};
 use clock::Anchor;
-use command::{Command, Pending};
+use command::Pending;
 use encode::{EventBuf, Parts};
-use lanes::{Lanes, Refused};
+use lanes::Lanes;
 
 /// Records saga step transitions for one service. Cheap to clone (one shared inner state).
 ///
@@ -155,12 +157,18 @@ impl Tracker {
         trace: Option<TraceIds>,
     ) -> Result<(), RecordError> {
         self.check(&transition)?;
-        self.enqueue(Command::Record(Box::new(Pending {
+        let pending = Box::new(Pending {
             at,
             stamp: Stamp::now(),
             trace,
             transition,
-        })));
+        });
+        if let Err((why, pending)) = self.inner.lanes.push_record(pending) {
+            match why {
+                Refused::NoLane => self.enqueue_shared(Command::Record(pending)),
+                _ => self.spool_directly(&Parts::of_pending(&pending), why.reason()),
+            }
+        }
         Ok(())
     }
 
@@ -184,16 +192,34 @@ impl Tracker {
         })
     }
 
-    /// Records one event of a step guard (the `#[saga_step]` hot path: no allocation, no lock, no shared cache
-    /// line written). The ids are checked against their bounds (length comparisons), then `make` builds the event
-    /// in this thread's lane.
+    /// Checks the ids of a step call against their bounds (length comparisons only: the caller's path stays
+    /// cheap); a refused call is counted and its events are not recorded.
     #[inline]
-    pub(crate) fn record_step(
+    pub(crate) fn check_step(
         &self,
         descriptor: &'static StepDescriptor,
         saga_id: &Id,
         extras: Option<&CallExtras>,
-        make: impl FnOnce() -> StepRecord,
+    ) -> Result<(), RecordError> {
+        let len = saga_id.len();
+        if len != 0
+            && len <= bounds::SAGA_ID
+            && descriptor.saga_type.len() <= bounds::SAGA_TYPE
+            && descriptor.step.len() <= bounds::STEP
+            && extras.is_none()
+        {
+            return Ok(());
+        }
+        self.check_step_fully(descriptor, saga_id, extras)
+    }
+
+    /// [`check_step`](Tracker::check_step) of a call with extras, or over a bound.
+    #[cold]
+    fn check_step_fully(
+        &self,
+        descriptor: &'static StepDescriptor,
+        saga_id: &Id,
+        extras: Option<&CallExtras>,
     ) -> Result<(), RecordError> {
         if saga_id.is_empty() {
             return Err(RecordError::EmptySagaId {
@@ -201,12 +227,46 @@ impl Tracker {
                 step: descriptor.step.to_owned(),
             });
         }
-        // length comparisons only: the caller's path stays as cheap as it was
-        if let Err(too_large) = step_bounds(descriptor, saga_id, extras) {
-            return Err(self.refuse(too_large));
+        step_bounds(descriptor, saga_id, extras).map_err(|too_large| self.refuse(too_large))
+    }
+
+    /// Records a step call's start in this thread's lane (the `#[saga_step]` hot path: no allocation, no lock, no
+    /// shared cache line written); returns the call's id, which its terminal event names.
+    #[inline]
+    pub(crate) fn start_step(
+        &self,
+        trace: Option<&TraceIds>,
+        extras: Option<&Arc<CallExtras>>,
+        start: impl FnOnce() -> Command,
+    ) -> Result<CallId, Refused> {
+        self.inner.lanes.push_start(trace, extras, start)
+    }
+
+    /// Records the terminal event of `call` in this thread's lane, if its start is there.
+    #[inline]
+    pub(crate) fn end_step(
+        &self,
+        call: CallId,
+        end: impl FnOnce() -> Command,
+    ) -> Result<(), (Refused, Option<Box<StepError>>)> {
+        self.inner.lanes.push_end(call, end)
+    }
+
+    /// A step event that did not go into its lane as a start or a paired end: into this thread's lane whole, or the
+    /// shared queue, or the spool.
+    #[cold]
+    pub(crate) fn step_refused(&self, why: Refused, event: StepEvent) {
+        let why = match why {
+            Refused::OtherLane => match self.inner.lanes.push_event(&event) {
+                Ok(()) => return,
+                Err(why) => why,
+            },
+            why => why,
+        };
+        match why {
+            Refused::NoLane => self.enqueue_shared(Command::Event(Box::new(event))),
+            _ => self.spool_directly(&Parts::of_event(&event, &Anchor::now()), why.reason()),
         }
-        self.enqueue_with(|| Command::Step(make()));
-        Ok(())
     }
 
     /// Counts a transition refused for its size.
@@ -224,53 +284,42 @@ impl Tracker {
         RecordError::TooLarge(too_large)
     }
 
-    /// Hands an event to the worker through this thread's lane; if the lanes hold the queue capacity or the
-    /// worker has stopped, spools the event on this thread.
-    #[inline]
-    fn enqueue(&self, command: Command) {
-        self.enqueue_with(|| command);
-    }
-
-    /// [`enqueue`](Tracker::enqueue) of the event `make` builds (in its slot of the lane, when inlined).
-    #[inline]
-    fn enqueue_with(&self, make: impl FnOnce() -> Command) {
-        match self.inner.lanes.push_with(make) {
-            Ok(()) => {}
-            Err(Refused::Full(command)) => self.spool_directly(*command, "tracker queue full"),
-            Err(Refused::Stopped(command)) => {
-                self.spool_directly(*command, "tracker worker stopped")
-            }
-            Err(Refused::NoLane(command)) => self.enqueue_shared(*command),
-        }
-    }
-
     /// Hands an event to the worker through the shared queue (a thread without a lane).
     #[cold]
     fn enqueue_shared(&self, command: Command) {
         let Some(tx) = &self.inner.tx else {
-            self.spool_directly(command, "tracker is shut down");
+            self.spool_command(command, "tracker is shut down");
             return;
         };
         match tx.try_send(command) {
             Ok(()) => self.inner.wakeup.wake_lingering(),
             Err(TrySendError::Full(command)) => {
                 self.inner.wakeup.wake_lingering();
-                self.spool_directly(command, "tracker queue full")
+                self.spool_command(command, "tracker queue full")
             }
             Err(TrySendError::Disconnected(command)) => {
-                self.spool_directly(command, "tracker worker stopped")
+                self.spool_command(command, "tracker worker stopped")
             }
+        }
+    }
+
+    /// [`spool_directly`](Tracker::spool_directly) of the event a command for the shared queue carries.
+    #[cold]
+    fn spool_command(&self, command: Command, reason: &str) {
+        match command {
+            Command::Event(event) => {
+                self.spool_directly(&Parts::of_event(&event, &Anchor::now()), reason)
+            }
+            Command::Record(pending) => self.spool_directly(&Parts::of_pending(&pending), reason),
+            _ => {}
         }
     }
 
     /// Encodes an event the worker cannot take and keeps it in the spool (counted as recorded and failed).
     #[cold]
-    fn spool_directly(&self, command: Command, reason: &str) {
-        let Some(parts) = Parts::of(&command, &Anchor::now()) else {
-            return;
-        };
+    fn spool_directly(&self, parts: &Parts<'_>, reason: &str) {
         let mut buf = EventBuf::default();
-        let envelope = buf.encode(&parts, &self.inner.service, self.inner.framing);
+        let envelope = buf.encode(parts, &self.inner.service, self.inner.framing);
         let reporter = &self.inner.reporter;
         Counters::bump(&reporter.counters.recorded);
         reporter.spool_failed(

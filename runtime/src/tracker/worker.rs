@@ -1,5 +1,7 @@
 //! The tracker's worker thread: turns the events of the callers' lanes into framed Avro messages and hands them to the sink.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, OnceLock};
@@ -7,7 +9,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use super::clock::{Anchor, Stamp};
-use super::command::Command;
+use super::command::{CallId, Command, StepEvent, Taken};
 use super::encode::{EventBuf, Parts};
 use super::lanes::Lanes;
 use crate::codec::Framing;
@@ -68,6 +70,27 @@ impl Wakeup {
     }
 }
 
+/// Open calls by id: a map with a multiplicative hash (the ids are the worker's own, no hostile input).
+type Calls = HashMap<CallId, StepEvent, BuildHasherDefault<CallHasher>>;
+
+/// Hashes a [`CallId`] (two integers) with one multiplication.
+#[derive(Default)]
+struct CallHasher(u64);
+
+impl Hasher for CallHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// What the worker thread owns.
 pub(crate) struct Worker {
     pub rx: Receiver<Command>,
@@ -93,23 +116,58 @@ impl Worker {
         } = self;
         let mut buf = EventBuf::default();
         let mut scratch = Vec::new();
-        let mut handle = |command: Command, anchor: &Anchor| match Parts::of(&command, anchor) {
-            Some(parts) => {
-                Counters::bump(&reporter.counters.recorded);
-                let envelope = buf.encode(&parts, &service, framing);
-                sink.send(envelope, Delivery::live(&reporter));
-                if buf.was_truncated() {
-                    Counters::bump(&reporter.counters.truncated);
-                }
+        let mut deliver = |parts: &Parts<'_>| {
+            Counters::bump(&reporter.counters.recorded);
+            let envelope = buf.encode(parts, &service, framing);
+            sink.send(envelope, Delivery::live(&reporter));
+            if buf.was_truncated() {
+                Counters::bump(&reporter.counters.truncated);
             }
-            None => {
-                if let Command::Flush(done) = &command {
-                    let _ = done.send(());
+        };
+        // The starts delivered whose terminal events have not come yet (a terminal event names its start).
+        let mut open = Calls::default();
+        let mut handle = |taken: Taken, anchor: &Anchor| {
+            let event = match taken {
+                Taken::Record(pending) => return deliver(&Parts::of_pending(&pending)),
+                Taken::Step(event) => event,
+                Taken::End {
+                    lane,
+                    call,
+                    at,
+                    status,
+                    error,
+                } => match open.remove(&CallId { lane, n: call }) {
+                    Some(start) => StepEvent {
+                        status,
+                        at,
+                        started: start.at,
+                        error,
+                        call: None,
+                        ..start
+                    },
+                    None => {
+                        // Cannot happen: a start is taken before its end (it was pushed first, in the same lane).
+                        Counters::bump(&reporter.counters.lost);
+                        tracing::error!(
+                            "saga-tracker: a step's terminal event came without its start; dropped"
+                        );
+                        return;
+                    }
+                },
+            };
+            deliver(&Parts::of_event(&event, anchor));
+            match event.call {
+                Some(call) if event.status.is_terminal() => {
+                    open.remove(&call);
                 }
+                Some(call) => {
+                    open.insert(call, event);
+                }
+                None => {}
             }
         };
         // Events taken from the lanes wait here until they are delivered in the order of their stamps.
-        let mut batch: Vec<Command> = Vec::new();
+        let mut batch: Vec<Taken> = Vec::new();
         let mut flushes = Vec::new();
         loop {
             // A round takes every lane's events recorded so far and delivers, in stamp order, those stamped before
@@ -126,7 +184,10 @@ impl Worker {
             loop {
                 match rx.try_recv() {
                     Ok(Command::Flush(done)) => flushes.push(done),
-                    Ok(command) => batch.push(command),
+                    Ok(Command::Event(event)) => batch.push(Taken::Step(*event)),
+                    Ok(Command::Record(pending)) => batch.push(Taken::Record(pending)),
+                    // Lane slots travel in lanes only.
+                    Ok(_) => {}
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         disconnected = true;
@@ -142,7 +203,7 @@ impl Worker {
             let taken = batch.len() - before;
             lanes.hold(taken);
             // Each lane's events are already in stamp order: the sort merges runs.
-            batch.sort_by_key(Command::stamp);
+            batch.sort_by_key(Taken::stamp);
             let ready = if everything {
                 batch.len()
             } else {
