@@ -545,6 +545,13 @@ impl Writer {
             lanes.wakeup.wake_lingering();
             return Err(Refused::Full);
         }
+        if held > lanes.capacity {
+            // An end admitted past the capacity: the starts that follow are refused (spooled by their callers)
+            // until the worker has delivered enough. Only the worker clears the flag (`hold`/`release`); without
+            // this, a thread whose segments fill at an end would chain segments while the worker is busy
+            // delivering, past any bound.
+            lanes.over.store(true, Ordering::Release);
+        }
         let (producer, consumer) = RingBuffer::new(segment);
         self.lane.segments().push_back(consumer);
         // Dropping the old producer marks the full segment abandoned: the worker takes it whole.
