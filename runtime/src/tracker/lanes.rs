@@ -387,7 +387,8 @@ impl Lanes {
         }
     }
 
-    /// Takes the events of every lane, each lane in its order, into `handle`; returns how many. With `all`
+    /// Takes the events of every lane, each lane in its order, into `handle` (they count against the capacity
+    /// until the worker [`release`](Lanes::release)s them); returns how many. With `all`
     /// false, only segments their threads have filled (the worker stays a batch behind the callers instead of
     /// reading the slot a caller is writing); with `all`, everything recorded so far.
     pub(crate) fn drain(
@@ -414,15 +415,20 @@ impl Lanes {
                     && let Ok(chunk) = segment.read_chunk(ready)
                 {
                     let mut assembly = lane.assembly();
+                    let mut from_segment = 0;
                     for command in chunk {
                         if let Some(event) = assembly.take(lane.id, command) {
                             handle(event);
-                            taken += 1;
+                            from_segment += 1;
                         }
                     }
+                    // The worker holds them now: counted before their segment's slots are given back, so a
+                    // drain that keeps up with a fast caller cannot take more than the capacity out of the count.
+                    self.hold(from_segment);
+                    taken += from_segment;
                 }
                 if abandoned && segment.is_empty() {
-                    self.slots.fetch_sub(capacity, Ordering::AcqRel);
+                    self.release(capacity);
                     continue;
                 }
                 lane.segments().push_front(segment);

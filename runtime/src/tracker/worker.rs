@@ -179,7 +179,7 @@ impl Worker {
             let cutoff = Stamp::now();
             let anchor = Anchor::now();
             let before = batch.len();
-            lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
+            let mut from_lanes = lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
             let mut disconnected = false;
             loop {
                 match rx.try_recv() {
@@ -198,10 +198,11 @@ impl Worker {
             let everything = disconnected || !flushes.is_empty();
             if everything {
                 // Everything recorded before the flush was asked for is in a lane or was in the queue.
-                lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
+                from_lanes += lanes.drain(true, &mut scratch, &mut |c| batch.push(c));
             }
             let taken = batch.len() - before;
-            lanes.hold(taken);
+            // The lanes' events are counted by the drain; the shared queue's here.
+            lanes.hold(taken - from_lanes);
             // Each lane's events are already in stamp order: the sort merges runs.
             batch.sort_by_key(Taken::stamp);
             let ready = if everything {
