@@ -308,8 +308,13 @@ fn an_async_step_that_ends_on_another_thread_records_its_ids_on_both_events() {
     assert_eq!((stats.recorded, stats.lost), (6, 0), "{stats:?}");
 }
 
-/// A sink whose `send` waits while the test holds its gate (the worker is stuck in it).
-struct Gate(std::sync::Mutex<()>, saga_tracker::MemorySink);
+/// A sink whose `send` waits while the test holds its gate (the worker is stuck in it), then takes `delay` per
+/// event (as librdkafka's full queue makes the worker wait).
+struct Gate {
+    gate: std::sync::Mutex<()>,
+    delay: Duration,
+    sink: saga_tracker::MemorySink,
+}
 
 impl saga_tracker::Sink for Gate {
     fn send(
@@ -317,43 +322,64 @@ impl saga_tracker::Sink for Gate {
         envelope: saga_tracker::sink::Envelope<'_>,
         delivery: saga_tracker::sink::Delivery,
     ) {
-        let _open = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.1.send(envelope, delivery);
+        drop(
+            self.gate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        std::thread::sleep(self.delay);
+        self.sink.send(envelope, delivery);
     }
     fn flush(&self, timeout: Duration) -> Result<(), saga_tracker::sink::SinkError> {
-        self.1.flush(timeout)
+        self.sink.flush(timeout)
     }
     fn describe(&self) -> String {
         "gate".into()
     }
 }
 
-#[test]
-fn step_calls_past_the_queue_capacity_spool_on_the_caller_while_the_worker_is_stuck() {
-    let gate = Arc::new(Gate(
-        std::sync::Mutex::new(()),
-        saga_tracker::MemorySink::new(),
-    ));
-    let spool = tempfile::tempdir().expect("tempdir");
-    let capacity = 2_048;
-    let tracker = saga_tracker::Tracker::builder()
+/// A tracker with a queue capacity of `capacity` events, sending to `gate`, spooling into `spool`.
+fn gated(gate: &Arc<Gate>, spool: &tempfile::TempDir, capacity: usize) -> saga_tracker::Tracker {
+    saga_tracker::Tracker::builder()
         .service("lanes-bound")
         .sink(gate.clone())
         .spool_dir(spool.path())
         .spool_fsync(false)
         .queue_capacity(capacity)
         .build()
-        .expect("build");
-    let calls = 10_000;
-    let held = gate.0.lock().expect("lock");
-    with_default(&tracker, || {
+        .expect("build")
+}
+
+/// Records `calls` step calls on this thread.
+fn record_calls(tracker: &saga_tracker::Tracker, calls: usize) {
+    with_default(tracker, || {
         for i in 0..calls {
             reserve(&format!("bound-{i}")).expect("reserve");
         }
     });
+}
+
+/// After a flush, every event was delivered or spooled, none lost.
+fn assert_all_kept(tracker: &saga_tracker::Tracker, events: u64) {
+    tracker.flush(Duration::from_secs(60)).expect("flush");
+    let stats = tracker.stats();
+    assert_eq!(stats.delivered + stats.spooled, events, "{stats:?}");
+    assert_eq!(stats.lost, 0, "{stats:?}");
+}
+
+#[test]
+fn step_calls_past_the_queue_capacity_spool_on_the_caller_while_the_worker_is_stuck() {
+    let gate = Arc::new(Gate {
+        gate: std::sync::Mutex::new(()),
+        delay: Duration::ZERO,
+        sink: saga_tracker::MemorySink::new(),
+    });
+    let spool = tempfile::tempdir().expect("tempdir");
+    let capacity = 2_048;
+    let tracker = gated(&gate, &spool, capacity);
+    let calls = 10_000;
+    let held = gate.gate.lock().expect("lock");
+    record_calls(&tracker, calls);
     // The worker is stuck in the sink: what the lanes and the worker hold together stays within the capacity
     // (plus one segment per thread and one event the worker is sending), the rest is in the spool already.
     let spooled = tracker.stats().spooled;
@@ -363,51 +389,21 @@ fn step_calls_past_the_queue_capacity_spool_on_the_caller_while_the_worker_is_st
         "only {spooled} of {events} events spooled while the worker was stuck: the lanes went past their capacity"
     );
     drop(held);
-    tracker.flush(Duration::from_secs(30)).expect("flush");
-    let stats = tracker.stats();
-    assert_eq!(stats.delivered + stats.spooled, events, "{stats:?}");
-    assert_eq!(stats.lost, 0, "{stats:?}");
-}
-
-/// A sink that takes a while per event (as librdkafka's full queue makes the worker wait).
-struct Slow(saga_tracker::MemorySink);
-
-impl saga_tracker::Sink for Slow {
-    fn send(
-        &self,
-        envelope: saga_tracker::sink::Envelope<'_>,
-        delivery: saga_tracker::sink::Delivery,
-    ) {
-        std::thread::sleep(Duration::from_micros(50));
-        self.0.send(envelope, delivery);
-    }
-    fn flush(&self, timeout: Duration) -> Result<(), saga_tracker::sink::SinkError> {
-        self.0.flush(timeout)
-    }
-    fn describe(&self) -> String {
-        "slow".into()
-    }
+    assert_all_kept(&tracker, events);
 }
 
 #[test]
 fn step_calls_past_the_queue_capacity_spool_on_the_caller_while_the_worker_is_slow() {
-    let sink = Arc::new(Slow(saga_tracker::MemorySink::new()));
+    let gate = Arc::new(Gate {
+        gate: std::sync::Mutex::new(()),
+        delay: Duration::from_micros(50),
+        sink: saga_tracker::MemorySink::new(),
+    });
     let spool = tempfile::tempdir().expect("tempdir");
     let capacity = 2_048;
-    let tracker = saga_tracker::Tracker::builder()
-        .service("lanes-slow")
-        .sink(sink.clone())
-        .spool_dir(spool.path())
-        .spool_fsync(false)
-        .queue_capacity(capacity)
-        .build()
-        .expect("build");
+    let tracker = gated(&gate, &spool, capacity);
     let calls = 10_000;
-    with_default(&tracker, || {
-        for i in 0..calls {
-            reserve(&format!("slow-{i}")).expect("reserve");
-        }
-    });
+    record_calls(&tracker, calls);
     // Whatever the worker has not delivered or spooled yet is in memory: within the capacity, plus one segment
     // per thread and one being sent.
     let stats = tracker.stats();
@@ -417,8 +413,5 @@ fn step_calls_past_the_queue_capacity_spool_on_the_caller_while_the_worker_is_sl
         in_memory <= capacity as u64 + 2 * 512 + 1,
         "{in_memory} events held in memory with a queue capacity of {capacity}: {stats:?}"
     );
-    tracker.flush(Duration::from_secs(60)).expect("flush");
-    let stats = tracker.stats();
-    assert_eq!(stats.delivered + stats.spooled, events, "{stats:?}");
-    assert_eq!(stats.lost, 0, "{stats:?}");
+    assert_all_kept(&tracker, events);
 }

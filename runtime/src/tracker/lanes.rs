@@ -568,3 +568,61 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Id;
+    use crate::registry::{HandlerKind, StepDescriptor};
+    use crate::tracker::clock::Stamp;
+
+    static STEP: StepDescriptor = StepDescriptor {
+        saga_type: "LaneSaga",
+        step: "lane_step",
+        variant: "LaneStep",
+        kind: HandlerKind::Step,
+        module_path: "lanes::tests",
+        fn_name: "lane_step",
+        is_method: false,
+        file: file!(),
+        line: line!(),
+        step_index: 0,
+        step_count: 1,
+        compensable: false,
+    };
+
+    fn start(lanes: &Arc<Lanes>) -> Result<CallId, Refused> {
+        lanes.push_start(None, None, || Command::Step {
+            descriptor: &STEP,
+            saga_id: Id::from("saga-1"),
+            at: Stamp::now(),
+            attempt: 1,
+        })
+    }
+
+    #[test]
+    fn a_drain_that_keeps_up_with_a_fast_caller_takes_no_more_than_the_capacity() {
+        let capacity = 2_048;
+        let lanes = Arc::new(Lanes::new(capacity, Arc::new(Wakeup::new())));
+        for _ in 0..SEGMENT * 2 {
+            start(&lanes).expect("within the capacity");
+        }
+        // The caller records one more event for every event the drain takes (as fast as the drain), until it is
+        // refused or has recorded a hundred capacities.
+        let (mut recorded, mut refused) = (0, false);
+        let taken = lanes.drain(true, &mut Vec::new(), &mut |_| {
+            if !refused && recorded < 100 * capacity {
+                refused = start(&lanes).is_err();
+                recorded += 1;
+            }
+        });
+        assert!(
+            refused,
+            "the caller was never refused while the drain took {taken} events"
+        );
+        assert!(
+            taken <= capacity + SEGMENT,
+            "one drain took {taken} events with a capacity of {capacity}"
+        );
+    }
+}
