@@ -99,7 +99,11 @@ impl TestKafka {
         };
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
-            .set("message.timeout.ms", "10000")
+            // Long enough for the broker-outage test on a loaded machine: messages produced while the broker is
+            // down wait for it, and the reconnect backoff stays short once it is back (librdkafka's default grows
+            // to 10 s; a 10 s message timeout then expired before the reconnect in a CI run).
+            .set("message.timeout.ms", "60000")
+            .set("reconnect.backoff.max.ms", "500")
             .create()
             .expect("producer");
         TestKafka {
