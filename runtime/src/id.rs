@@ -89,6 +89,100 @@ impl Id {
     }
 }
 
+/// A saga id as a step call captures it: text ([`Id`]), or an integer or UUID kept as its value and written out as
+/// text ([`RawId::to_id`]) on the tracker's worker thread, so the caller formats nothing. The text is exactly what
+/// [`Id`] makes of the same value (`Id::from(42u64)`, the hyphenated lowercase UUID).
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct RawId(Raw);
+
+#[derive(Clone, Debug)]
+enum Raw {
+    Text(Id),
+    Unsigned(u64),
+    Signed(i64),
+    /// A `u128` or `i128` (little-endian bytes: the id keeps the alignment of 8 that a lane slot is laid out for).
+    Unsigned128([u8; 16]),
+    Signed128([u8; 16]),
+    Uuid([u8; 16]),
+}
+
+impl RawId {
+    /// An unsigned integer id.
+    #[inline]
+    pub fn unsigned(value: u64) -> RawId {
+        RawId(Raw::Unsigned(value))
+    }
+
+    /// A signed integer id.
+    #[inline]
+    pub fn signed(value: i64) -> RawId {
+        RawId(Raw::Signed(value))
+    }
+
+    /// A 128-bit unsigned integer id.
+    #[inline]
+    pub fn unsigned128(value: u128) -> RawId {
+        RawId(Raw::Unsigned128(value.to_le_bytes()))
+    }
+
+    /// A 128-bit signed integer id.
+    #[inline]
+    pub fn signed128(value: i128) -> RawId {
+        RawId(Raw::Signed128(value.to_le_bytes()))
+    }
+
+    /// A UUID id (written out hyphenated, lowercase).
+    #[inline]
+    pub fn uuid(value: uuid::Uuid) -> RawId {
+        RawId(Raw::Uuid(value.into_bytes()))
+    }
+
+    /// The id as text (formats an integer or UUID).
+    pub fn to_id(&self) -> Id {
+        match &self.0 {
+            Raw::Text(id) => id.clone(),
+            _ => self.clone().into_id(),
+        }
+    }
+
+    /// The id as text (formats an integer or UUID).
+    #[inline]
+    pub fn into_id(self) -> Id {
+        match self.0 {
+            Raw::Text(id) => id,
+            Raw::Unsigned(n) => Id::from_integer(n),
+            Raw::Signed(n) => Id::from_integer(n),
+            Raw::Unsigned128(bytes) => Id::from_integer(u128::from_le_bytes(bytes)),
+            Raw::Signed128(bytes) => Id::from_integer(i128::from_le_bytes(bytes)),
+            Raw::Uuid(bytes) => Id::from(uuid::Uuid::from_bytes(bytes)),
+        }
+    }
+
+    /// The length of a text id in bytes; `None` for an integer or UUID (never empty, at most 40 bytes).
+    #[inline]
+    pub(crate) fn text_len(&self) -> Option<usize> {
+        match &self.0 {
+            Raw::Text(id) => Some(id.len()),
+            _ => None,
+        }
+    }
+}
+
+impl Default for RawId {
+    /// The empty id.
+    fn default() -> Self {
+        RawId(Raw::Text(Id::empty()))
+    }
+}
+
+impl From<Id> for RawId {
+    #[inline]
+    fn from(id: Id) -> RawId {
+        RawId(Raw::Text(id))
+    }
+}
+
 impl Default for Id {
     fn default() -> Self {
         Id::empty()

@@ -67,14 +67,15 @@ pub(super) fn wrap(
             #finish #finish_args
         }
     } else {
+        // The guard is made inside `run_sync_with` and stays there (not moved: a copy of it saved per call).
         let run = respan(quote! { #rt::run_sync_with::<#ret, _, _> }, ret_span);
         let closure = respan(quote! { , move || }, ret_span);
-        let run_args = parens(quote! { #describe #classifier #closure #block }, ret_span);
-        let call = quote! { #run #run_args };
-        quote! {
-            #guard
-            #call
-        }
+        let start = respan(quote! { , }, ret_span);
+        let run_args = parens(
+            quote! { #descriptor #start #ids #start #classifier #closure #block },
+            ret_span,
+        );
+        quote! { #run #run_args }
     }
 }
 

@@ -343,9 +343,9 @@ fn ids_tokens(
 ) -> TokenStream {
     let mut ids = match source {
         IdSource::Expr(expr) => {
-            quote_spanned! { expr.span()=> #rt::StepIds::new(#rt::saga_id(&(#expr))) }
+            quote_spanned! { expr.span()=> #rt::StepIds::new(#rt::raw_saga_id(&(#expr))) }
         }
-        IdSource::Param(ident) => quote! { #rt::StepIds::new(#rt::saga_id(&#ident)) },
+        IdSource::Param(ident) => quote! { #rt::StepIds::new(#rt::raw_saga_id(&#ident)) },
         IdSource::Context(probes) => {
             let mut list = quote! { () };
             for probe in probes.iter().rev() {

@@ -173,7 +173,7 @@ impl StepInTx {
         let mut transition = Transition::new(
             descriptor.saga_type,
             descriptor.step,
-            ids.saga_id.as_str(),
+            ids.saga_id.to_id().as_str(),
             status,
         )
         .attempt(ids.attempt);

@@ -5,13 +5,14 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::sync::Arc;
 
-use crate::id::Id;
+use crate::id::{Id, RawId};
 use crate::saga::SagaContext;
 
 /// The ids and opt-in metadata of one step call.
 #[derive(Debug, Clone)]
 pub struct StepIds {
-    pub(crate) saga_id: Id,
+    /// Kept as the caller gave it: an integer or UUID is written out as text on the worker's thread.
+    pub(crate) saga_id: RawId,
     pub(crate) order_id: Option<Id>,
     pub(crate) attempt: i32,
     pub(crate) metadata: Vec<(Cow<'static, str>, String)>,
@@ -22,9 +23,9 @@ pub struct StepIds {
 impl StepIds {
     /// Ids with attempt 1, no order id and no metadata.
     #[inline]
-    pub fn new(saga_id: Id) -> Self {
+    pub fn new(saga_id: impl Into<RawId>) -> Self {
         StepIds {
-            saga_id,
+            saga_id: saga_id.into(),
             order_id: None,
             attempt: 1,
             metadata: Vec::new(),
@@ -36,7 +37,7 @@ impl StepIds {
     #[inline]
     pub fn from_context<C: SagaContext + ?Sized>(context: &C) -> Self {
         StepIds {
-            saga_id: Id::from(context.saga_id()),
+            saga_id: RawId::from(Id::from(context.saga_id())),
             order_id: context.order_id().map(Id::from),
             attempt: context.attempt().unwrap_or(1),
             metadata: Vec::new(),
@@ -71,9 +72,9 @@ impl StepIds {
         self
     }
 
-    /// The saga id.
-    pub fn saga_id(&self) -> &str {
-        self.saga_id.as_str()
+    /// The saga id (an integer or UUID id written out as text).
+    pub fn saga_id(&self) -> Id {
+        self.saga_id.to_id()
     }
 }
 
@@ -87,6 +88,13 @@ impl StepIds {
 pub trait IdValue {
     /// The id, if there is one.
     fn to_id(&self) -> Option<Id>;
+
+    /// The id as a step call captures it (an integer or UUID unformatted: the tracker's worker writes it out).
+    #[doc(hidden)]
+    #[inline]
+    fn to_raw_id(&self) -> Option<RawId> {
+        self.to_id().map(RawId::from)
+    }
 }
 
 impl IdValue for str {
@@ -136,12 +144,22 @@ impl IdValue for uuid::Uuid {
     fn to_id(&self) -> Option<Id> {
         Some(Id::from(*self))
     }
+
+    #[inline]
+    fn to_raw_id(&self) -> Option<RawId> {
+        Some(RawId::uuid(*self))
+    }
 }
 
 impl<T: IdValue + ?Sized> IdValue for &T {
     #[inline]
     fn to_id(&self) -> Option<Id> {
         (**self).to_id()
+    }
+
+    #[inline]
+    fn to_raw_id(&self) -> Option<RawId> {
+        (**self).to_raw_id()
     }
 }
 
@@ -150,6 +168,11 @@ impl<T: IdValue + ?Sized> IdValue for &mut T {
     fn to_id(&self) -> Option<Id> {
         (**self).to_id()
     }
+
+    #[inline]
+    fn to_raw_id(&self) -> Option<RawId> {
+        (**self).to_raw_id()
+    }
 }
 
 impl<T: IdValue> IdValue for Option<T> {
@@ -157,25 +180,75 @@ impl<T: IdValue> IdValue for Option<T> {
     fn to_id(&self) -> Option<Id> {
         self.as_ref().and_then(IdValue::to_id)
     }
+
+    #[inline]
+    fn to_raw_id(&self) -> Option<RawId> {
+        self.as_ref().and_then(IdValue::to_raw_id)
+    }
 }
 
 macro_rules! integer_id {
-    ($($t:ty),*) => {$(
+    ($raw:ident: $($t:ty),*) => {$(
         impl IdValue for $t {
             #[inline]
             fn to_id(&self) -> Option<Id> {
                 Some(Id::from_integer(*self))
             }
+
+            #[inline]
+            fn to_raw_id(&self) -> Option<RawId> {
+                Some(RawId::$raw((*self).into()))
+            }
         }
     )*};
 }
-integer_id!(u8, u16, u32, u64, u128, usize);
-integer_id!(i8, i16, i32, i64, i128, isize);
+integer_id!(unsigned: u8, u16, u32, u64);
+integer_id!(signed: i8, i16, i32, i64);
+integer_id!(unsigned128: u128);
+integer_id!(signed128: i128);
+
+impl IdValue for usize {
+    #[inline]
+    fn to_id(&self) -> Option<Id> {
+        Some(Id::from_integer(*self))
+    }
+
+    #[inline]
+    fn to_raw_id(&self) -> Option<RawId> {
+        // as wide as u64 on every target Rust supports today; a wider one would be written out here
+        Some(
+            u64::try_from(*self)
+                .map_or_else(|_| RawId::from(Id::from_integer(*self)), RawId::unsigned),
+        )
+    }
+}
+
+impl IdValue for isize {
+    #[inline]
+    fn to_id(&self) -> Option<Id> {
+        Some(Id::from_integer(*self))
+    }
+
+    #[inline]
+    fn to_raw_id(&self) -> Option<RawId> {
+        Some(
+            i64::try_from(*self)
+                .map_or_else(|_| RawId::from(Id::from_integer(*self)), RawId::signed),
+        )
+    }
+}
 
 /// The saga id of `value` (the generated code's `saga_id = <expr>`); no id becomes the empty id.
 #[inline]
 pub fn saga_id<T: IdValue + ?Sized>(value: &T) -> Id {
     value.to_id().unwrap_or_default()
+}
+
+/// The saga id of `value` as a step call captures it (the generated code's `saga_id = <expr>`): an integer or
+/// UUID is kept unformatted; no id becomes the empty id.
+#[inline]
+pub fn raw_saga_id<T: IdValue + ?Sized>(value: &T) -> RawId {
+    value.to_raw_id().unwrap_or_default()
 }
 
 /// The order id of `value` (the generated code's `order_id = <expr>`).

@@ -25,7 +25,7 @@ pub use outcome::*;
 pub use run::*;
 
 use crate::event::{StepError, StepStatus};
-use crate::id::Id;
+use crate::id::RawId;
 use crate::otel::TraceIds;
 use crate::registry::{HandlerKind, StepDescriptor};
 use crate::tracker::{
@@ -43,7 +43,8 @@ pub const CANCELLED_KIND: &str = "cancelled";
 pub struct StepGuard {
     descriptor: &'static StepDescriptor,
     tracker: Option<TrackerHandle>,
-    saga_id: Id,
+    /// An integer or UUID id stays unformatted: the worker writes it out.
+    saga_id: RawId,
     attempt: i32,
     /// Order id and metadata, when the step has any: one allocation shared by both events.
     extras: Option<Arc<CallExtras>>,
@@ -55,15 +56,35 @@ pub struct StepGuard {
     /// The start's place in its lane, when it went into one: the terminal event then names it (and carries only
     /// its time, status and error) if it ends on the same thread.
     call: Option<CallId>,
-    /// The ids passed the tracker's checks (else both events are refused, each counted).
-    admitted: bool,
-    finished: bool,
+    /// What became of the start; [`Recorded::Finished`] once the terminal event is recorded.
+    state: Recorded,
+}
+
+/// What became of a step call's start (with [`StepGuard::call`]: where its terminal event goes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Recorded: in this thread's lane (`call`), or whole outside it (the lane refused it; the terminal event then
+    /// goes whole too).
+    Yes,
+    /// Not at all: no tracker, or ids over their bounds (the terminal event is counted, or refused, the same way).
+    No,
+    /// The terminal event is recorded.
+    Finished,
 }
 
 impl StepGuard {
     /// Records STARTED (COMPENSATION_STARTED for a compensation) through the current tracker.
     #[inline(always)]
     pub fn start(descriptor: &'static StepDescriptor, ids: StepIds) -> StepGuard {
+        let mut guard = StepGuard::unstarted(descriptor, ids);
+        guard.record_start();
+        guard
+    }
+
+    /// The guard of a call whose start is not recorded yet ([`record_start`](StepGuard::record_start)): made where
+    /// it stays, so it is not copied after the start took its address.
+    #[inline(always)]
+    pub(crate) fn unstarted(descriptor: &'static StepDescriptor, ids: StepIds) -> StepGuard {
         let StepIds {
             saga_id,
             order_id,
@@ -76,7 +97,7 @@ impl StepGuard {
             HandlerKind::Step => None,
             HandlerKind::Compensation => cause
                 .or_else(cause::scoped)
-                .or_else(|| cause::last_failure(saga_id.as_str())),
+                .or_else(|| cause::last_failure(saga_id.to_id().as_str())),
         };
         let extras = if order_id.is_some() || !metadata.is_empty() || cause.is_some() {
             Some(Arc::new(CallExtras {
@@ -87,7 +108,7 @@ impl StepGuard {
         } else {
             None
         };
-        let mut guard = StepGuard {
+        StepGuard {
             descriptor,
             tracker: crate::tracker::current_handle(),
             saga_id,
@@ -96,11 +117,8 @@ impl StepGuard {
             started: Stamp::now(),
             trace: TraceIds::current(),
             call: None,
-            admitted: false,
-            finished: false,
-        };
-        guard.record_start();
-        guard
+            state: Recorded::No,
+        }
     }
 
     /// Records the terminal event for `outcome`, classifying a failure with [`StepOutcome::error_kind`].
@@ -120,22 +138,40 @@ impl StepGuard {
     /// [`finish_with`](StepGuard::finish_with) without moving the guard (it is dropped where it is, finished).
     #[inline(always)]
     pub(crate) fn finish_in_place<R, D: Describe<R>>(&mut self, outcome: &R, describe: D) {
-        self.finished = true;
+        let state = std::mem::replace(&mut self.state, Recorded::Finished);
+        let at = Stamp::now();
         match describe.describe(outcome) {
-            None => self.record_now(self.success_status(), None),
-            Some(error) => self.record_now(self.failure_status(), Some(error)),
+            None => {
+                let status = self.success_status();
+                // the hot path: a success whose start is in this thread's lane
+                if let (Some(call), Some(tracker)) = (self.call, &self.tracker) {
+                    let end = || Command::End {
+                        call: call.n,
+                        at,
+                        status,
+                        error: None,
+                    };
+                    if let Err((why, _)) = tracker.end_step(call, end) {
+                        self.end_refused(tracker, why, call, at, status, None);
+                    }
+                    return;
+                }
+                self.record_end(state, at, status, None)
+            }
+            Some(error) => self.record_end(state, at, self.failure_status(), Some(error)),
         }
     }
 
     /// Records a failure of kind `panic` with the panic's message, then resumes the panic unchanged.
     pub fn panicked(mut self, payload: Box<dyn Any + Send>) -> ! {
-        self.finished = true;
+        let state = std::mem::replace(&mut self.state, Recorded::Finished);
         let error = StepError::new(PANIC_KIND, panic_message(payload.as_ref()));
-        self.record_now(self.failure_status(), Some(error));
+        self.record_end(state, Stamp::now(), self.failure_status(), Some(error));
         drop(self);
         resume_unwind(payload)
     }
 
+    #[inline(always)]
     fn success_status(&self) -> StepStatus {
         match self.descriptor.kind {
             HandlerKind::Step => StepStatus::Succeeded,
@@ -143,6 +179,7 @@ impl StepGuard {
         }
     }
 
+    #[inline(always)]
     fn failure_status(&self) -> StepStatus {
         match self.descriptor.kind {
             HandlerKind::Step => StepStatus::Failed,
@@ -151,7 +188,8 @@ impl StepGuard {
     }
 
     /// Records the start event: its slot holds the ids; trace ids and extras, if any, go in slots before it.
-    fn record_start(&mut self) {
+    #[inline(always)]
+    pub(crate) fn record_start(&mut self) {
         let d = self.descriptor;
         let Some(tracker) = &self.tracker else {
             crate::tracker::note_unrecorded(d.saga_type, d.step);
@@ -161,7 +199,7 @@ impl StepGuard {
             log_unrecorded(d, &err);
             return;
         }
-        self.admitted = true;
+        self.state = Recorded::Yes;
         let start = || Command::Step {
             descriptor: d,
             saga_id: self.saga_id.clone(),
@@ -170,48 +208,80 @@ impl StepGuard {
         };
         match tracker.start_step(self.trace.as_ref(), self.extras.as_ref(), start) {
             Ok(call) => self.call = Some(call),
-            Err(why) => tracker.step_refused(why, self.event(self.started, start_status(d), None)),
+            Err(why) => self.start_refused(tracker, why),
         }
     }
 
-    /// Records a terminal event now (its duration is the time since STARTED).
-    fn record_now(&self, status: StepStatus, error: Option<StepError>) {
-        let at = Stamp::now();
+    /// A start its lane refused goes whole to the shared queue or the spool.
+    #[cold]
+    fn start_refused(&self, tracker: &TrackerHandle, why: Refused) {
+        let event = self.event(self.started, start_status(self.descriptor), None, None);
+        tracker.step_refused(why, event);
+    }
+
+    /// Records a terminal event at `at` (its duration is the time since STARTED) on every path but a success
+    /// paired in its lane: a failure, a start not in this lane (or not recorded), a lane that refused it.
+    #[cold]
+    #[inline(never)]
+    fn record_end(&self, state: Recorded, at: Stamp, status: StepStatus, error: Option<StepError>) {
         let d = self.descriptor;
         if status == StepStatus::Failed {
-            cause::remember_failure(self.saga_id.as_str(), d.step, self.attempt);
+            cause::remember_failure(self.saga_id.to_id().as_str(), d.step, self.attempt);
         }
         let Some(tracker) = &self.tracker else {
             crate::tracker::note_unrecorded(d.saga_type, d.step);
             return;
         };
-        if !self.admitted
-            && let Err(err) = tracker.check_step(d, &self.saga_id, self.extras.as_deref())
-        {
-            log_unrecorded(d, &err);
+        if state != Recorded::Yes {
+            // refused again, and counted (else both events are refused, each counted)
+            if let Err(err) = tracker.check_step(d, &self.saga_id, self.extras.as_deref()) {
+                log_unrecorded(d, &err);
+            }
             return;
         }
         let mut error = error.map(Box::new);
-        if let Some(call) = self.call {
-            let end = || Command::End {
-                call: call.n,
-                at,
-                status,
-                error: error.take(),
-            };
-            if let Err((why, back)) = tracker.end_step(call, end) {
-                tracker.step_refused(why, self.event(at, status, back.or(error)));
-            }
-        } else {
-            tracker.step_refused(Refused::OtherLane, self.event(at, status, error));
+        let Some(call) = self.call else {
+            let event = self.event(at, status, error, None);
+            return tracker.step_refused(Refused::OtherLane, event);
+        };
+        let end = || Command::End {
+            call: call.n,
+            at,
+            status,
+            error: error.take(),
+        };
+        if let Err((why, back)) = tracker.end_step(call, end) {
+            self.end_refused(tracker, why, call, at, status, back.or(error));
         }
     }
 
-    /// The whole event of this call at `at` with `status` (a start or terminal event that goes unpaired).
-    fn event(&self, at: Stamp, status: StepStatus, error: Option<Box<StepError>>) -> StepEvent {
+    /// A terminal event its start's lane refused goes whole (and the worker forgets the start).
+    #[cold]
+    #[inline(never)]
+    fn end_refused(
+        &self,
+        tracker: &TrackerHandle,
+        why: Refused,
+        call: CallId,
+        at: Stamp,
+        status: StepStatus,
+        error: Option<Box<StepError>>,
+    ) {
+        tracker.step_refused(why, self.event(at, status, error, Some(call)));
+    }
+
+    /// The whole event of this call at `at` with `status` (a start or terminal event that goes unpaired; `call`:
+    /// the lane's start this terminal event ends, which the worker forgets).
+    fn event(
+        &self,
+        at: Stamp,
+        status: StepStatus,
+        error: Option<Box<StepError>>,
+        call: Option<CallId>,
+    ) -> StepEvent {
         StepEvent {
             descriptor: self.descriptor,
-            saga_id: self.saga_id.clone(),
+            saga_id: self.saga_id.to_id(),
             status,
             attempt: self.attempt,
             at,
@@ -219,7 +289,7 @@ impl StepGuard {
             trace: self.trace,
             extras: self.extras.clone(),
             error,
-            call: self.call,
+            call,
         }
     }
 }
@@ -231,11 +301,20 @@ fn log_unrecorded(d: &StepDescriptor, err: &crate::transition::RecordError) {
 }
 
 impl Drop for StepGuard {
+    #[inline(always)]
     fn drop(&mut self) {
-        if self.finished {
-            return;
+        if self.state != Recorded::Finished {
+            self.dropped_unfinished();
         }
-        self.finished = true;
+    }
+}
+
+impl StepGuard {
+    /// Dropped before finishing: its step panicked (unwinding through the guard) or its future was dropped.
+    #[cold]
+    #[inline(never)]
+    fn dropped_unfinished(&mut self) {
+        let state = std::mem::replace(&mut self.state, Recorded::Finished);
         let error = if std::thread::panicking() {
             StepError::new(PANIC_KIND, "the step panicked")
         } else {
@@ -244,7 +323,7 @@ impl Drop for StepGuard {
                 "the step's future was dropped before it completed",
             )
         };
-        self.record_now(self.failure_status(), Some(error));
+        self.record_end(state, Stamp::now(), self.failure_status(), Some(error));
     }
 }
 
@@ -252,8 +331,9 @@ impl Drop for StepGuard {
 mod tests {
     #[test]
     fn a_step_guard_is_moved_without_a_memcpy_call() {
-        // The generated code moves the guard into `run_sync_with` and the async body; up to 128 bytes the moves
-        // are a few vector moves instead of a call to memcpy (callgrind: ~70 instructions per call).
+        // The generated code moves the guard into the async body (a sync step's guard is made where it stays, in
+        // `run_sync_with`); up to 128 bytes a move is a few vector moves instead of a call to memcpy (callgrind:
+        // ~30 instructions per call).
         assert!(
             std::mem::size_of::<super::StepGuard>() <= 128,
             "{}",

@@ -36,13 +36,19 @@ pub trait Describe<R> {
 pub struct DefaultKind;
 
 impl<R: StepOutcome> Describe<R> for DefaultKind {
-    #[inline]
+    #[inline(always)]
     fn describe(self, outcome: &R) -> Option<StepError> {
-        let error = outcome.failure()?;
-        Some(StepError {
-            kind: R::error_kind(error).into_owned(),
-            message: error.to_string(),
-        })
+        outcome.failure().map(failure_of::<R>)
+    }
+}
+
+/// The error a failure records (formatted on the failure path only, out of the caller's inlined code).
+#[cold]
+#[inline(never)]
+fn failure_of<R: StepOutcome>(error: &R::Error) -> StepError {
+    StepError {
+        kind: R::error_kind(error).into_owned(),
+        message: error.to_string(),
     }
 }
 
@@ -55,13 +61,22 @@ where
     F: FnOnce(&R::Error) -> K,
     K: Display,
 {
-    #[inline]
+    #[inline(always)]
     fn describe(self, outcome: &R) -> Option<StepError> {
-        let error = outcome.failure()?;
-        Some(StepError {
-            kind: (self.0)(error).to_string(),
-            message: error.to_string(),
-        })
+        outcome.failure().map(|error| classified(self.0, error))
+    }
+}
+
+/// The error a failure records, classified by `classify` (the failure path only).
+#[cold]
+#[inline(never)]
+fn classified<E: ?Sized + Display, F: FnOnce(&E) -> K, K: Display>(
+    classify: F,
+    error: &E,
+) -> StepError {
+    StepError {
+        kind: classify(error).to_string(),
+        message: error.to_string(),
     }
 }
 

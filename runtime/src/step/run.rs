@@ -7,22 +7,31 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use futures::FutureExt as _;
 use futures::future::CatchUnwind;
 
-use super::{DefaultKind, Describe, StepGuard};
+use super::{DefaultKind, Describe, StepGuard, StepIds};
+use crate::registry::StepDescriptor;
 use crate::saga::StepOutcome;
 
-/// Runs a sync step body: records the outcome, or the panic (then resumes it).
+/// Runs a sync step body under a [`StepGuard`] of `descriptor` and `ids`: records the start, then the outcome, or
+/// the panic (then resumes it).
 #[inline]
-pub fn run_sync<R: StepOutcome, F: FnOnce() -> R>(guard: StepGuard, body: F) -> R {
-    run_sync_with::<R, DefaultKind, F>(guard, DefaultKind, body)
+pub fn run_sync<R: StepOutcome, F: FnOnce() -> R>(
+    descriptor: &'static StepDescriptor,
+    ids: StepIds,
+    body: F,
+) -> R {
+    run_sync_with::<R, DefaultKind, F>(descriptor, ids, DefaultKind, body)
 }
 
-/// [`run_sync`] with a classifier.
+/// [`run_sync`] with a classifier. The guard lives here from start to end (the generated code does not move it).
 #[inline(always)]
 pub fn run_sync_with<R, D: Describe<R>, F: FnOnce() -> R>(
-    mut guard: StepGuard,
+    descriptor: &'static StepDescriptor,
+    ids: StepIds,
     describe: D,
     body: F,
 ) -> R {
+    let mut guard = StepGuard::unstarted(descriptor, ids);
+    guard.record_start();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(outcome) => {
             guard.finish_in_place(&outcome, describe);

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use super::clock::Stamp;
 use crate::event::{StepError, StepStatus};
-use crate::id::Id;
+use crate::id::{Id, RawId};
 use crate::otel::TraceIds;
 use crate::registry::{HandlerKind, StepDescriptor};
 use crate::transition::Transition;
@@ -93,7 +93,8 @@ pub(crate) enum Command {
     /// A call's start: the call's ids, in the slot (with a [`Command::Detail`] before it, a terminal event).
     Step {
         descriptor: &'static StepDescriptor,
-        saga_id: Id,
+        /// An integer or UUID id is written out as text by the worker.
+        saga_id: RawId,
         at: Stamp,
         attempt: i32,
     },

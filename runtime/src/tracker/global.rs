@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,6 +18,11 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 thread_local! {
     static SCOPED: RefCell<Vec<Tracker>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Scoped trackers in use on all threads: while there are none (a service with its global tracker), a step call
+/// does not look at its thread's [`SCOPED`] (a thread-local access and a borrow saved per call). A thread reads its
+/// own increment, so a scope on this thread is always seen.
+static SCOPES: AtomicUsize = AtomicUsize::new(0);
 
 /// [`init`] was called twice.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +74,10 @@ pub fn with_default<R>(tracker: &Tracker, f: impl FnOnce() -> R) -> R {
     impl Drop for Pop {
         fn drop(&mut self) {
             SCOPED.with(|s| s.borrow_mut().pop());
+            SCOPES.fetch_sub(1, Ordering::Relaxed);
         }
     }
+    SCOPES.fetch_add(1, Ordering::Relaxed);
     SCOPED.with(|s| s.borrow_mut().push(tracker.clone()));
     let _pop = Pop;
     f()
@@ -127,11 +134,18 @@ impl std::ops::Deref for TrackerHandle {
 /// [`current`], as a [`TrackerHandle`].
 #[inline]
 pub(crate) fn current_handle() -> Option<TrackerHandle> {
-    let scoped = SCOPED.with(|s| s.borrow().last().cloned());
-    match scoped {
-        Some(tracker) => Some(TrackerHandle::Scoped(tracker)),
-        None => GLOBAL.get().map(TrackerHandle::Global),
+    if SCOPES.load(Ordering::Relaxed) != 0
+        && let Some(tracker) = scoped()
+    {
+        return Some(TrackerHandle::Scoped(tracker));
     }
+    GLOBAL.get().map(TrackerHandle::Global)
+}
+
+/// This thread's innermost scoped tracker.
+#[cold]
+fn scoped() -> Option<Tracker> {
+    SCOPED.with(|s| s.borrow().last().cloned())
 }
 
 /// Counts a transition that had no tracker to go to, and warns once.

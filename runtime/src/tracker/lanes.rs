@@ -93,7 +93,7 @@ impl Assembly {
                 };
                 Some(Taken::Step(StepEvent {
                     descriptor,
-                    saga_id,
+                    saga_id: saga_id.into_id(),
                     status,
                     attempt,
                     at,
@@ -156,6 +156,8 @@ static LANE_IDS: AtomicU64 = AtomicU64::new(0);
 struct Writer {
     lanes: Arc<Lanes>,
     lane: Arc<Lane>,
+    /// The lane's id (read per event: kept here, not behind the `Arc`).
+    lane_id: NonZeroU64,
     producer: Producer<Command>,
     /// Starts pushed so far: the next start's number.
     starts: u64,
@@ -220,7 +222,7 @@ impl Lanes {
     }
 
     /// Runs `f` on this thread's writer for these lanes (opening the lane on the thread's first event).
-    #[inline]
+    #[inline(always)]
     fn with_writer<R>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut Writer) -> Result<R, Refused>,
@@ -271,6 +273,7 @@ impl Lanes {
             0,
             Writer {
                 lanes: self.clone(),
+                lane_id: lane.id,
                 lane,
                 producer,
                 starts: 0,
@@ -281,7 +284,7 @@ impl Lanes {
 
     /// Appends a call's start (after its trace ids and extras, if any) to this thread's lane; returns the call's
     /// id, which its terminal event names.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_start(
         self: &Arc<Self>,
         trace: Option<&TraceIds>,
@@ -292,18 +295,12 @@ impl Lanes {
             if trace.is_none() && extras.is_none() {
                 writer.push(start(), Admit::Bounded)?;
             } else {
-                let n = 1 + usize::from(trace.is_some()) + usize::from(extras.is_some());
-                let group = trace
-                    .map(|t| Command::Trace(*t))
-                    .into_iter()
-                    .chain(extras.map(|e| Command::Extras(e.clone())))
-                    .chain(std::iter::once_with(start));
-                writer.push_group(n, group, Admit::Bounded)?;
+                writer.push_start_group(trace, extras, start())?;
             }
             let n = writer.starts;
             writer.starts += 1;
             Ok(CallId {
-                lane: writer.lane.id,
+                lane: writer.lane_id,
                 n,
             })
         })
@@ -312,7 +309,7 @@ impl Lanes {
     /// Appends the terminal event of `call` to this thread's lane, if its start is in this lane (else
     /// [`Refused::OtherLane`]); within the capacity or not (its start is held by the worker until it comes). A
     /// refused event's error comes back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_end(
         self: &Arc<Self>,
         call: CallId,
@@ -320,7 +317,7 @@ impl Lanes {
     ) -> Result<(), (Refused, Option<Box<StepError>>)> {
         let mut back = None;
         let pushed = self.with_writer(|writer| {
-            if writer.lane.id != call.lane {
+            if writer.lane_id != call.lane {
                 return Err(Refused::OtherLane);
             }
             writer.push_keeping(end(), Admit::Always, &mut back)
@@ -351,7 +348,7 @@ impl Lanes {
                     Command::Detail(detail),
                     Command::Step {
                         descriptor: event.descriptor,
-                        saga_id: event.saga_id.clone(),
+                        saga_id: event.saga_id.clone().into(),
                         at: event.at,
                         attempt: event.attempt,
                     },
@@ -471,13 +468,13 @@ impl Lanes {
 
 impl Writer {
     /// Appends one slot: a slot write and a store of the ring's tail.
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, command: Command, admit: Admit) -> Result<(), Refused> {
         self.push_keeping(command, admit, &mut None)
     }
 
     /// [`push`](Writer::push), a refused command left in `back` (a small result: no copy of a slot on return).
-    #[inline]
+    #[inline(always)]
     fn push_keeping(
         &mut self,
         command: Command,
@@ -492,6 +489,24 @@ impl Writer {
             Ok(()) => Ok(()),
             Err(PushError::Full(command)) => self.chain_push(command, admit, back),
         }
+    }
+
+    /// Appends a call's start after its trace ids and extras, in one segment.
+    #[cold]
+    #[inline(never)]
+    fn push_start_group(
+        &mut self,
+        trace: Option<&TraceIds>,
+        extras: Option<&Arc<CallExtras>>,
+        start: Command,
+    ) -> Result<(), Refused> {
+        let n = 1 + usize::from(trace.is_some()) + usize::from(extras.is_some());
+        let group = trace
+            .map(|t| Command::Trace(*t))
+            .into_iter()
+            .chain(extras.map(|e| Command::Extras(e.clone())))
+            .chain([start]);
+        self.push_group(n, group, Admit::Bounded)
     }
 
     /// Appends the `n` slots of `group` in one segment (the worker reads them in order).
@@ -594,7 +609,7 @@ mod tests {
     fn start(lanes: &Arc<Lanes>) -> Result<CallId, Refused> {
         lanes.push_start(None, None, || Command::Step {
             descriptor: &STEP,
-            saga_id: Id::from("saga-1"),
+            saga_id: Id::from("saga-1").into(),
             at: Stamp::now(),
             attempt: 1,
         })

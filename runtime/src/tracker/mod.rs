@@ -26,7 +26,7 @@ pub(crate) use lanes::Refused;
 use crate::bounds::{self, Field, TooLarge};
 use crate::codec::Framing;
 use crate::event::StepError;
-use crate::id::Id;
+use crate::id::{Id, RawId};
 use crate::otel::TraceIds;
 use crate::registry::StepDescriptor;
 use crate::sink::{Delivery, Envelope, Reporter, Sink, SinkError};
@@ -194,23 +194,24 @@ impl Tracker {
 
     /// Checks the ids of a step call against their bounds (length comparisons only: the caller's path stays
     /// cheap); a refused call is counted and its events are not recorded.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn check_step(
         &self,
         descriptor: &'static StepDescriptor,
-        saga_id: &Id,
+        saga_id: &RawId,
         extras: Option<&CallExtras>,
     ) -> Result<(), RecordError> {
-        let len = saga_id.len();
-        if len != 0
-            && len <= bounds::SAGA_ID
+        // an integer or UUID id is never empty and at most 40 bytes
+        if saga_id
+            .text_len()
+            .is_none_or(|len| len != 0 && len <= bounds::SAGA_ID)
             && descriptor.saga_type.len() <= bounds::SAGA_TYPE
             && descriptor.step.len() <= bounds::STEP
             && extras.is_none()
         {
             return Ok(());
         }
-        self.check_step_fully(descriptor, saga_id, extras)
+        self.check_step_fully(descriptor, &saga_id.to_id(), extras)
     }
 
     /// [`check_step`](Tracker::check_step) of a call with extras, or over a bound.
@@ -232,7 +233,7 @@ impl Tracker {
 
     /// Records a step call's start in this thread's lane (the `#[saga_step]` hot path: no allocation, no lock, no
     /// shared cache line written); returns the call's id, which its terminal event names.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start_step(
         &self,
         trace: Option<&TraceIds>,
@@ -243,7 +244,7 @@ impl Tracker {
     }
 
     /// Records the terminal event of `call` in this thread's lane, if its start is there.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn end_step(
         &self,
         call: CallId,
