@@ -132,6 +132,12 @@ where
     .expect("thread")
 }
 
+/// A step call with its outcome given.
+type Record = Box<dyn Fn(Outcome) -> Result<(), Declined>>;
+
+/// The messages of a recording, comparable: `(key, event)`.
+type Comparable = Vec<(String, SagaEvent)>;
+
 /// A message with what differs between two recordings of the same transition cleared: the event id and the times.
 fn comparable(message: &RecordedMessage) -> (String, SagaEvent) {
     let mut event = message.event.clone();
@@ -143,10 +149,7 @@ fn comparable(message: &RecordedMessage) -> (String, SagaEvent) {
 
 /// Records the steps `record` makes with its id, and the same steps given `text`, each in a tracker of its own;
 /// returns both, comparable.
-fn both(
-    text: &str,
-    record: impl Fn(Outcome) -> Result<(), Declined>,
-) -> (Vec<(String, SagaEvent)>, Vec<(String, SagaEvent)>) {
+fn both(text: &str, record: impl Fn(Outcome) -> Result<(), Declined>) -> (Comparable, Comparable) {
     let calls = |record: &dyn Fn(Outcome) -> Result<(), Declined>| {
         let recorder = Recorder::new("raw-ids");
         with_default(&recorder.tracker, || {
@@ -167,7 +170,7 @@ fn both(
 #[test]
 fn integer_and_uuid_saga_ids_are_written_out_as_the_same_text_as_before() {
     let uuid = uuid::Uuid::from_u128(0x0190c3e2_5d4f_7c1a_9b2e_1234567890ab);
-    let cases: Vec<(&str, Box<dyn Fn(Outcome) -> Result<(), Declined>>)> = vec![
+    let cases: Vec<(&str, Record)> = vec![
         ("0", Box::new(|o| by_u64(0, o))),
         ("18446744073709551615", Box::new(|o| by_u64(u64::MAX, o))),
         ("42", Box::new(|o| by_i64(42, o))),
