@@ -1,7 +1,7 @@
 //! Events already stored that a batch's sagas do not account for: stored by a writer that takes no saga lock
 //! (`restore` loads events before it recomputes their sagas), or under another saga's id (a hostile or buggy
-//! producer reusing an event id). The batch writer inserts the events it believes new with a plain `INSERT`; such
-//! an event makes that insert fail with a unique violation, and the batch must then be written as `ON CONFLICT DO
+//! producer reusing an event id). The batch writer stores the events it believes new with a `COPY`; such
+//! an event makes that `COPY` fail with a unique violation, and the batch must then be written as `ON CONFLICT DO
 //! NOTHING` would: the stored event absorbed as a duplicate, every other event stored, no error (an error would
 //! send the batch's events to the DLQ).
 #![allow(missing_docs)]

@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::copy;
 use super::derived;
 use super::model::{EventRow, SagaRow, SagaState};
 use super::statistics::Analyzer;
@@ -268,11 +269,11 @@ impl Store {
     }
 
     /// Writes the events `unique` (indices into `batch`, distinct event ids) of the sagas `sagas` (sorted, distinct)
-    /// in one transaction, with a plain `INSERT` of the events not yet stored ([`Insert::Unstored`]). Should the
+    /// in one transaction, with a `COPY` of the events not yet stored ([`Insert::Unstored`]). Should the
     /// database hold an event the batch's sagas did not account for (stored by a writer that does not take the
     /// saga locks, such as `restore`, or under another saga's id), that insert fails with a unique violation
     /// and changes nothing: the batch is then written again in a new transaction with `ON CONFLICT DO NOTHING`
-    /// ([`Insert::SkipStored`]), which stores and reports exactly what the plain insert would have.
+    /// ([`Insert::SkipStored`]), which stores and reports exactly what the `COPY` would have.
     async fn write_sagas(
         &self,
         batch: &[IncomingEvent],
@@ -572,7 +573,7 @@ pub(crate) fn micros_to_datetime(micros: i64) -> DateTime<Utc> {
 /// How [`insert_events`] treats an event already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Insert {
-    /// The events are known not to be stored (see [`unstored`]): a plain `INSERT`, which fails with a unique
+    /// The events are known not to be stored (see [`unstored`]): `COPY` (see [`copy`]), which fails with a unique
     /// violation (and stores nothing) if one is.
     Unstored,
     /// `ON CONFLICT DO NOTHING`: a stored `(event_id, recorded_at)` is skipped.
@@ -643,7 +644,7 @@ async fn unstored(
     Ok(new)
 }
 
-/// The event insert; `ON CONFLICT DO NOTHING RETURNING event_id` follows for [`Insert::SkipStored`].
+/// The event insert of [`Insert::SkipStored`] (followed by `ON CONFLICT DO NOTHING RETURNING event_id`).
 macro_rules! insert_events_sql {
     () => {
         "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
@@ -660,8 +661,8 @@ macro_rules! insert_events_sql {
 }
 
 /// Appends the events `unique` (indices into `batch`, distinct event ids); returns the indices of those that
-/// were new: all of them for [`Insert::Unstored`], those not already stored (by `(event_id, recorded_at)`) for
-/// [`Insert::SkipStored`].
+/// were new: all of them for [`Insert::Unstored`] (by `COPY`), those not already stored (by `(event_id,
+/// recorded_at)`) for [`Insert::SkipStored`] (by `INSERT ... ON CONFLICT DO NOTHING`).
 async fn insert_events(
     tx: &mut sqlx::PgConnection,
     batch: &[IncomingEvent],
@@ -669,6 +670,21 @@ async fn insert_events(
     insert: Insert,
 ) -> Result<Vec<usize>, sqlx::Error> {
     let rows: Vec<&IncomingEvent> = unique.iter().map(|&i| &batch[i]).collect();
+    let metadata: Vec<String> = rows
+        .iter()
+        .map(|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned()))
+        .collect();
+    if insert == Insert::Unstored {
+        let at: Vec<i64> = rows
+            .iter()
+            .map(|e| micros_to_datetime(e.event.recorded_at).timestamp_micros())
+            .collect();
+        let data = copy::encode(&rows, &metadata, &at);
+        let mut copy = tx.copy_in_raw(copy::COPY_EVENTS).await?;
+        copy.send(data).await?;
+        copy.finish().await?;
+        return Ok(unique.to_vec());
+    }
     let col = |f: fn(&IncomingEvent) -> &str| rows.iter().map(|e| f(e)).collect::<Vec<&str>>();
     let opt = |f: fn(&IncomingEvent) -> Option<&str>| {
         rows.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
@@ -678,59 +694,47 @@ async fn insert_events(
         .iter()
         .map(|e| micros_to_datetime(e.event.recorded_at))
         .collect();
-    let metadata: Vec<String> = rows
-        .iter()
-        .map(|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned()))
-        .collect();
-    let sql = match insert {
-        Insert::Unstored => insert_events_sql!(),
-        Insert::SkipStored => concat!(
-            insert_events_sql!(),
-            " ON CONFLICT DO NOTHING RETURNING event_id"
-        ),
-    };
-    let query = sqlx::query(sql)
-        .bind(&ids)
-        .bind(col(|e| &e.event.idempotency_key))
-        .bind(col(|e| &e.event.saga_id))
-        .bind(col(|e| &e.event.saga_type))
-        .bind(col(|e| &e.event.step))
-        .bind(col(|e| e.event.status.as_str()))
-        .bind(rows.iter().map(|e| e.event.attempt).collect::<Vec<i32>>())
-        .bind(opt(|e| e.event.order_id.as_deref()))
-        .bind(col(|e| &e.event.service))
-        .bind(&recorded_at)
-        .bind(
-            rows.iter()
-                .map(|e| e.event.duration_micros)
-                .collect::<Vec<Option<i64>>>(),
-        )
-        .bind(opt(|e| e.event.error.as_ref().map(|x| x.kind.as_str())))
-        .bind(opt(|e| e.event.error.as_ref().map(|x| x.message.as_str())))
-        .bind(&metadata)
-        .bind(col(|e| &e.topic))
-        .bind(rows.iter().map(|e| e.partition).collect::<Vec<i32>>())
-        .bind(rows.iter().map(|e| e.offset).collect::<Vec<i64>>())
-        .bind(
-            rows.iter()
-                .map(|e| e.event.step_index)
-                .collect::<Vec<Option<i32>>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|e| e.event.step_count)
-                .collect::<Vec<Option<i32>>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|e| e.event.compensable)
-                .collect::<Vec<Option<bool>>>(),
-        )
-        .bind(opt(|e| e.event.cause_idempotency_key.as_deref()));
-    if insert == Insert::Unstored {
-        query.execute(&mut *tx).await?;
-        return Ok(unique.to_vec());
-    }
+    let query = sqlx::query(concat!(
+        insert_events_sql!(),
+        " ON CONFLICT DO NOTHING RETURNING event_id"
+    ))
+    .bind(&ids)
+    .bind(col(|e| &e.event.idempotency_key))
+    .bind(col(|e| &e.event.saga_id))
+    .bind(col(|e| &e.event.saga_type))
+    .bind(col(|e| &e.event.step))
+    .bind(col(|e| e.event.status.as_str()))
+    .bind(rows.iter().map(|e| e.event.attempt).collect::<Vec<i32>>())
+    .bind(opt(|e| e.event.order_id.as_deref()))
+    .bind(col(|e| &e.event.service))
+    .bind(&recorded_at)
+    .bind(
+        rows.iter()
+            .map(|e| e.event.duration_micros)
+            .collect::<Vec<Option<i64>>>(),
+    )
+    .bind(opt(|e| e.event.error.as_ref().map(|x| x.kind.as_str())))
+    .bind(opt(|e| e.event.error.as_ref().map(|x| x.message.as_str())))
+    .bind(&metadata)
+    .bind(col(|e| &e.topic))
+    .bind(rows.iter().map(|e| e.partition).collect::<Vec<i32>>())
+    .bind(rows.iter().map(|e| e.offset).collect::<Vec<i64>>())
+    .bind(
+        rows.iter()
+            .map(|e| e.event.step_index)
+            .collect::<Vec<Option<i32>>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|e| e.event.step_count)
+            .collect::<Vec<Option<i32>>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|e| e.event.compensable)
+            .collect::<Vec<Option<bool>>>(),
+    )
+    .bind(opt(|e| e.event.cause_idempotency_key.as_deref()));
     let inserted: HashSet<Uuid> = query
         .fetch_all(&mut *tx)
         .await?
