@@ -179,6 +179,11 @@ async fn export_drop_restore_gives_the_same_api_answers() {
         s.service.store().event_count().await.expect("count"),
         (s.events - 8) as i64
     );
+    assert_eq!(
+        old_summaries(&pool).await,
+        0,
+        "the archived sagas' summaries are deleted with their rows"
+    );
 
     // a second archive run has nothing to do
     let again = archive::run(&pool, &cold, &ArchiveOptions::default())
@@ -194,6 +199,11 @@ async fn export_drop_restore_gives_the_same_api_answers() {
     let restored = restore::run(&pool, &cold, &options).await.expect("restore");
     assert_eq!((restored.events_read, restored.events_inserted), (8, 8));
     assert_eq!(restored.sagas, 2);
+    assert_eq!(
+        old_summaries(&pool).await,
+        2,
+        "restore rebuilds the summaries"
+    );
     let after = answers(&api, &s.ids).await;
     let mut flags_before = Vec::new();
     let mut flags_after = Vec::new();
@@ -487,4 +497,12 @@ async fn late_events_for_an_archived_day_are_merged_into_its_archive() {
     let days = partitions::day_partitions(&pool).await.expect("days");
     assert!(!days.contains(&old_day()));
     s.service.shutdown().await;
+}
+
+/// Summaries of the sagas of the archived day (`old-*`).
+async fn old_summaries(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM saga_summaries WHERE saga_id LIKE 'old-%'")
+        .fetch_one(pool)
+        .await
+        .expect("count")
 }

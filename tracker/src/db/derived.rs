@@ -42,13 +42,26 @@ pub(crate) async fn lock(tx: &mut sqlx::PgConnection, sagas: &[String]) -> Resul
     Ok(())
 }
 
+/// What [`load`] read of a batch's sagas (locked).
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// The summary of every saga that has stored events.
+    pub(crate) summaries: HashMap<String, Summary>,
+    /// The sagas whose summary was rebuilt from their stored events, or that have none (new sagas): the events
+    /// of these sagas stored so far are exactly [`Loaded::rebuilt_events`]. The others' summaries were read as
+    /// stored, and count every event of their saga.
+    pub(crate) rebuilt: HashSet<String>,
+    /// `(event id, recorded_at in microseconds)` of every stored event of the [`Loaded::rebuilt`] sagas.
+    pub(crate) rebuilt_events: HashSet<(Uuid, i64)>,
+}
+
 /// The summaries of the stored sagas among `sagas` (locked). A saga whose summary is missing or does not count
 /// its `sagas` row's events (a row written by an older tracker during a rolling upgrade), or that has no `sagas`
 /// row (new, or events stored without one), is rebuilt from its stored events (none for a new saga).
 pub(crate) async fn load(
     tx: &mut sqlx::PgConnection,
     sagas: &[String],
-) -> Result<HashMap<String, Summary>, sqlx::Error> {
+) -> Result<Loaded, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT s.saga_id, s.event_count, m.summary::text AS summary FROM sagas s
              LEFT JOIN saga_summaries m ON m.saga_id = s.saga_id
@@ -73,14 +86,21 @@ pub(crate) async fn load(
         }
     }
     stale.extend(sagas.iter().filter(|id| !known.contains(*id)).cloned());
+    let mut loaded = Loaded {
+        summaries,
+        ..Loaded::default()
+    };
     if !stale.is_empty() {
         tracing::debug!(
             sagas = stale.len(),
             "rebuilding saga summaries from their events"
         );
-        summaries.extend(rebuild(tx, &stale).await?);
+        let (summaries, events) = rebuild_with_events(tx, &stale).await?;
+        loaded.summaries.extend(summaries);
+        loaded.rebuilt_events = events;
+        loaded.rebuilt = stale.into_iter().collect();
     }
-    Ok(summaries)
+    Ok(loaded)
 }
 
 /// The summaries of `sagas` from all their stored events (sagas without events are absent).
@@ -88,6 +108,14 @@ pub(crate) async fn rebuild(
     tx: &mut sqlx::PgConnection,
     sagas: &[String],
 ) -> Result<HashMap<String, Summary>, sqlx::Error> {
+    Ok(rebuild_with_events(tx, sagas).await?.0)
+}
+
+/// [`rebuild`], and the `(event id, recorded_at in microseconds)` of the events read.
+async fn rebuild_with_events(
+    tx: &mut sqlx::PgConnection,
+    sagas: &[String],
+) -> Result<(HashMap<String, Summary>, HashSet<(Uuid, i64)>), sqlx::Error> {
     let rows = sqlx::query(
         "SELECT event_id, saga_id, saga_type, step, status, attempt, order_id, service, recorded_at,
              step_index, step_count, compensable
@@ -97,6 +125,7 @@ pub(crate) async fn rebuild(
     .fetch_all(&mut *tx)
     .await?;
     let mut summaries: HashMap<String, Summary> = HashMap::new();
+    let mut events = HashSet::with_capacity(rows.len());
     for r in rows {
         let status: String = r.try_get("status")?;
         let facts = EventFacts {
@@ -112,6 +141,7 @@ pub(crate) async fn rebuild(
             step_count: r.try_get("step_count")?,
             compensable: r.try_get("compensable")?,
         };
+        events.insert((facts.event_id, facts.recorded_at.timestamp_micros()));
         let id: String = r.try_get("saga_id")?;
         match summaries.get_mut(&id) {
             Some(s) => s.add(&facts),
@@ -120,7 +150,7 @@ pub(crate) async fn rebuild(
             }
         }
     }
-    Ok(summaries)
+    Ok((summaries, events))
 }
 
 /// Splits `unique` (indices into `batch`) into the events to write and those over the cap: a saga holding
@@ -256,7 +286,7 @@ pub(crate) async fn upsert<'a>(
                  last_ingested_at = EXCLUDED.last_ingested_at
          )
          INSERT INTO saga_summaries (saga_id, summary)
-         SELECT saga_id, summary::jsonb FROM x
+         SELECT saga_id, summary::json FROM x
          ON CONFLICT (saga_id) DO UPDATE SET summary = EXCLUDED.summary",
     )
     .bind(&ids)

@@ -1,5 +1,6 @@
 //! PostgreSQL: embedded migrations, the batch writer, the state derivation and the queries the API runs.
 
+mod copy;
 pub mod dead_letters;
 mod derived;
 pub mod failure;

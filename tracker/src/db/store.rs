@@ -1,6 +1,6 @@
 //! [`Store`]: the connection pool, migrations, the batch writer and the read queries.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,10 @@ use saga_tracker_core::SagaEvent;
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::copy;
 use super::derived;
 use super::model::{EventRow, SagaRow, SagaState};
 use super::statistics::Analyzer;
@@ -268,7 +269,11 @@ impl Store {
     }
 
     /// Writes the events `unique` (indices into `batch`, distinct event ids) of the sagas `sagas` (sorted, distinct)
-    /// in one transaction.
+    /// in one transaction, with a `COPY` of the events not yet stored ([`Insert::Unstored`]). Should the
+    /// database hold an event the batch's sagas did not account for (stored by a writer that does not take the
+    /// saga locks, such as `restore`, or under another saga's id), that insert fails with a unique violation
+    /// and changes nothing: the batch is then written again in a new transaction with `ON CONFLICT DO NOTHING`
+    /// ([`Insert::SkipStored`]), which stores and reports exactly what the `COPY` would have.
     async fn write_sagas(
         &self,
         batch: &[IncomingEvent],
@@ -276,17 +281,60 @@ impl Store {
         sagas: &[&str],
     ) -> Result<Written, sqlx::Error> {
         let sagas: Vec<String> = sagas.iter().map(|s| (*s).to_owned()).collect();
+        match self
+            .write_sagas_as(batch, &unique, &sagas, Insert::Unstored)
+            .await
+        {
+            Err(e) if is_unique_violation(&e) => {
+                tracing::debug!(error = %e, "a batch's event was stored unbeknown to its saga; writing it again with ON CONFLICT");
+                self.write_sagas_as(batch, &unique, &sagas, Insert::SkipStored)
+                    .await
+            }
+            result => result,
+        }
+    }
+
+    async fn write_sagas_as(
+        &self,
+        batch: &[IncomingEvent],
+        unique: &[usize],
+        sagas: &[String],
+        insert: Insert,
+    ) -> Result<Written, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        derived::lock(&mut tx, &sagas).await?;
-        let mut summaries = derived::load(&mut tx, &sagas).await?;
+        derived::lock(&mut tx, sagas).await?;
+        let derived::Loaded {
+            mut summaries,
+            rebuilt,
+            rebuilt_events,
+        } = derived::load(&mut tx, sagas).await?;
         let (unique, too_long) = match self.max_events_per_saga {
-            Some(max) => derived::admit(&mut tx, batch, unique, &summaries, i64::from(max)).await?,
-            None => (unique, Vec::new()),
+            Some(max) => {
+                derived::admit(&mut tx, batch, unique.to_vec(), &summaries, i64::from(max)).await?
+            }
+            None => (unique.to_vec(), Vec::new()),
         };
-        let new_indices = if unique.is_empty() {
-            Vec::new()
-        } else {
-            insert_events(&mut tx, batch, &unique).await?
+        let new_indices = match insert {
+            _ if unique.is_empty() => Vec::new(),
+            Insert::SkipStored => {
+                insert_events(&mut tx, batch, &unique, Insert::SkipStored).await?
+            }
+            Insert::Unstored => {
+                let unstored = unstored(
+                    &mut tx,
+                    batch,
+                    &unique,
+                    &summaries,
+                    &rebuilt,
+                    &rebuilt_events,
+                )
+                .await?;
+                if unstored.is_empty() {
+                    unstored
+                } else {
+                    insert_events(&mut tx, batch, &unstored, Insert::Unstored).await?
+                }
+            }
         };
         let mut changed: Vec<String> = Vec::new();
         for &i in &new_indices {
@@ -522,28 +570,83 @@ pub(crate) fn micros_to_datetime(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
-/// Appends the events `unique` (indices into `batch`, distinct event ids); returns the indices of those that
-/// were new (a stored `(event_id, recorded_at)` is skipped).
-async fn insert_events(
+/// How [`insert_events`] treats an event already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    /// The events are known not to be stored (see [`unstored`]): `COPY` (see [`copy`]), which fails with a unique
+    /// violation (and stores nothing) if one is.
+    Unstored,
+    /// `ON CONFLICT DO NOTHING`: a stored `(event_id, recorded_at)` is skipped.
+    SkipStored,
+}
+
+/// Whether `error` is a unique violation (SQLSTATE 23505).
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("23505"))
+}
+
+/// The events of `unique` (indices into `batch`) that are not stored, for a batch whose sagas are locked and
+/// loaded: what `ON CONFLICT DO NOTHING` would insert, found without a lookup per event. A saga whose summary was
+/// rebuilt (or that is new) has exactly the stored events the rebuild read. A saga whose summary was read as stored
+/// counts every one of its events, none later than the summary's latest time: an event after it is new, and only
+/// the others (a redelivery, an event out of time order) are looked up by their key.
+async fn unstored(
     tx: &mut sqlx::PgConnection,
     batch: &[IncomingEvent],
     unique: &[usize],
+    summaries: &HashMap<String, Summary>,
+    rebuilt: &HashSet<String>,
+    rebuilt_events: &HashSet<(Uuid, i64)>,
 ) -> Result<Vec<usize>, sqlx::Error> {
-    let rows: Vec<&IncomingEvent> = unique.iter().map(|&i| &batch[i]).collect();
-    let col = |f: fn(&IncomingEvent) -> &str| rows.iter().map(|e| f(e)).collect::<Vec<&str>>();
-    let opt = |f: fn(&IncomingEvent) -> Option<&str>| {
-        rows.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
-    };
-    let ids: Vec<Uuid> = rows.iter().map(|e| e.event.event_id).collect();
-    let recorded_at: Vec<DateTime<Utc>> = rows
+    let mut new = Vec::with_capacity(unique.len());
+    let mut maybe = Vec::new();
+    for &i in unique {
+        let e = &batch[i].event;
+        let key = (
+            e.event_id,
+            micros_to_datetime(e.recorded_at).timestamp_micros(),
+        );
+        if rebuilt.contains(&e.saga_id) {
+            if !rebuilt_events.contains(&key) {
+                new.push(i);
+            }
+            continue;
+        }
+        match summaries.get(&e.saga_id) {
+            Some(s) if key.1 > s.last => new.push(i),
+            _ => maybe.push(i),
+        }
+    }
+    if maybe.is_empty() {
+        return Ok(new);
+    }
+    let ids: Vec<Uuid> = maybe.iter().map(|&i| batch[i].event.event_id).collect();
+    let at: Vec<DateTime<Utc>> = maybe
         .iter()
-        .map(|e| micros_to_datetime(e.event.recorded_at))
+        .map(|&i| micros_to_datetime(batch[i].event.recorded_at))
         .collect();
-    let metadata: Vec<String> = rows
-        .iter()
-        .map(|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned()))
-        .collect();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
+    let stored: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT c.id FROM UNNEST($1::uuid[], $2::timestamptz[]) AS c(id, at)
+         WHERE EXISTS (SELECT 1 FROM saga_events e WHERE e.event_id = c.id AND e.recorded_at = c.at)",
+    )
+    .bind(&ids)
+    .bind(&at)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    new.extend(
+        maybe
+            .into_iter()
+            .filter(|&i| !stored.contains(&batch[i].event.event_id)),
+    );
+    new.sort_unstable();
+    Ok(new)
+}
+
+/// The event insert of [`Insert::SkipStored`] (followed by `ON CONFLICT DO NOTHING RETURNING event_id`).
+macro_rules! insert_events_sql {
+    () => {
         "INSERT INTO saga_events (event_id, idempotency_key, saga_id, saga_type, step, status, attempt, order_id,
              service, recorded_at, duration_micros, error_kind, error_message, metadata, kafka_topic,
              kafka_partition, kafka_offset, step_index, step_count, compensable, cause_idempotency_key)
@@ -553,10 +656,48 @@ async fn insert_events(
              $8::text[], $9::text[], $10::timestamptz[], $11::int8[], $12::text[], $13::text[], $14::text[],
              $15::text[], $16::int4[], $17::int8[], $18::int4[], $19::int4[], $20::bool[], $21::text[])
              AS t(id, key, saga, ty, step, status, attempt, order_id, service, at, dur, ek, em, meta, topic, part, off,
-                  si, sc, comp, cause)
-         ON CONFLICT DO NOTHING
-         RETURNING event_id",
-    )
+                  si, sc, comp, cause)"
+    };
+}
+
+/// Appends the events `unique` (indices into `batch`, distinct event ids); returns the indices of those that
+/// were new: all of them for [`Insert::Unstored`] (by `COPY`), those not already stored (by `(event_id,
+/// recorded_at)`) for [`Insert::SkipStored`] (by `INSERT ... ON CONFLICT DO NOTHING`).
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    batch: &[IncomingEvent],
+    unique: &[usize],
+    insert: Insert,
+) -> Result<Vec<usize>, sqlx::Error> {
+    let rows: Vec<&IncomingEvent> = unique.iter().map(|&i| &batch[i]).collect();
+    let metadata: Vec<String> = rows
+        .iter()
+        .map(|e| serde_json::to_string(&e.event.metadata).unwrap_or_else(|_| "{}".to_owned()))
+        .collect();
+    if insert == Insert::Unstored {
+        let at: Vec<i64> = rows
+            .iter()
+            .map(|e| micros_to_datetime(e.event.recorded_at).timestamp_micros())
+            .collect();
+        let data = copy::encode(&rows, &metadata, &at);
+        let mut copy = tx.copy_in_raw(copy::COPY_EVENTS).await?;
+        copy.send(data).await?;
+        copy.finish().await?;
+        return Ok(unique.to_vec());
+    }
+    let col = |f: fn(&IncomingEvent) -> &str| rows.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let opt = |f: fn(&IncomingEvent) -> Option<&str>| {
+        rows.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
+    };
+    let ids: Vec<Uuid> = rows.iter().map(|e| e.event.event_id).collect();
+    let recorded_at: Vec<DateTime<Utc>> = rows
+        .iter()
+        .map(|e| micros_to_datetime(e.event.recorded_at))
+        .collect();
+    let query = sqlx::query(concat!(
+        insert_events_sql!(),
+        " ON CONFLICT DO NOTHING RETURNING event_id"
+    ))
     .bind(&ids)
     .bind(col(|e| &e.event.idempotency_key))
     .bind(col(|e| &e.event.saga_id))
@@ -567,20 +708,39 @@ async fn insert_events(
     .bind(opt(|e| e.event.order_id.as_deref()))
     .bind(col(|e| &e.event.service))
     .bind(&recorded_at)
-    .bind(rows.iter().map(|e| e.event.duration_micros).collect::<Vec<Option<i64>>>())
+    .bind(
+        rows.iter()
+            .map(|e| e.event.duration_micros)
+            .collect::<Vec<Option<i64>>>(),
+    )
     .bind(opt(|e| e.event.error.as_ref().map(|x| x.kind.as_str())))
     .bind(opt(|e| e.event.error.as_ref().map(|x| x.message.as_str())))
     .bind(&metadata)
     .bind(col(|e| &e.topic))
     .bind(rows.iter().map(|e| e.partition).collect::<Vec<i32>>())
     .bind(rows.iter().map(|e| e.offset).collect::<Vec<i64>>())
-    .bind(rows.iter().map(|e| e.event.step_index).collect::<Vec<Option<i32>>>())
-    .bind(rows.iter().map(|e| e.event.step_count).collect::<Vec<Option<i32>>>())
-    .bind(rows.iter().map(|e| e.event.compensable).collect::<Vec<Option<bool>>>())
-    .bind(opt(|e| e.event.cause_idempotency_key.as_deref()))
-    .fetch_all(&mut *tx)
-    .await?;
-    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    .bind(
+        rows.iter()
+            .map(|e| e.event.step_index)
+            .collect::<Vec<Option<i32>>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|e| e.event.step_count)
+            .collect::<Vec<Option<i32>>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|e| e.event.compensable)
+            .collect::<Vec<Option<bool>>>(),
+    )
+    .bind(opt(|e| e.event.cause_idempotency_key.as_deref()));
+    let inserted: HashSet<Uuid> = query
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<Uuid, _>(0))
+        .collect::<Result<_, _>>()?;
     Ok(unique
         .iter()
         .copied()

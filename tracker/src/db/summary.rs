@@ -20,7 +20,8 @@
 //! `tests/incremental_state.rs`). Its size grows with the saga's distinct steps, services and positions, not its
 //! events; `--max-events-per-saga` bounds those too.
 //!
-//! It is stored as JSON in `saga_summaries` (migration 0007), one row per saga next to its `sagas` row; times are
+//! It is stored as JSON in `saga_summaries` (migration 0007; a `json` column since 0008, read and written whole as
+//! text), one row per saga next to its `sagas` row; times are
 //! microseconds since the epoch. The migration builds the summaries of existing sagas from their events in SQL.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -211,8 +211,8 @@ async fn verify(
     Ok(())
 }
 
-/// Drops the day's partition if it still holds exactly `rows` rows, deleting the `sagas` rows whose events
-/// were all in it.
+/// Drops the day's partition if it still holds exactly `rows` rows, deleting the `sagas` rows (and their
+/// summaries) whose events were all in it.
 async fn drop_partition(pool: &PgPool, day: NaiveDate, rows: usize) -> Result<(), OpsError> {
     let name = partition_name(day);
     let (start, end) = bounds(day);
@@ -230,9 +230,13 @@ async fn drop_partition(pool: &PgPool, day: NaiveDate, rows: usize) -> Result<()
         });
     }
     sqlx::query(&format!(
-        "DELETE FROM sagas s WHERE s.saga_id IN (SELECT DISTINCT saga_id FROM \"{name}\")
-         AND NOT EXISTS (SELECT 1 FROM saga_events e WHERE e.saga_id = s.saga_id
-             AND (e.recorded_at < $1 OR e.recorded_at >= $2))"
+        "WITH gone AS (
+             DELETE FROM sagas s WHERE s.saga_id IN (SELECT DISTINCT saga_id FROM \"{name}\")
+             AND NOT EXISTS (SELECT 1 FROM saga_events e WHERE e.saga_id = s.saga_id
+                 AND (e.recorded_at < $1 OR e.recorded_at >= $2))
+             RETURNING s.saga_id
+         )
+         DELETE FROM saga_summaries m USING gone WHERE m.saga_id = gone.saga_id"
     ))
     .bind(start)
     .bind(end)
