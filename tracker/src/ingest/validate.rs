@@ -54,6 +54,9 @@ pub fn validate(event: &SagaEvent) -> Result<(), InvalidEvent> {
         strings.push(("error.kind", &error.kind));
         strings.push(("error.message", &error.message));
     }
+    if let Some(cause) = &event.cause_idempotency_key {
+        strings.push(("causeIdempotencyKey", cause));
+    }
     for (k, v) in &event.metadata {
         strings.push(("metadata", k));
         strings.push(("metadata", v));
@@ -82,6 +85,9 @@ mod tests {
         let mut e = ok.clone();
         e.metadata.insert("k".into(), "a\0b".into());
         assert_eq!(validate(&e), Err(InvalidEvent::Nul("metadata")));
+        let mut e = ok.clone();
+        e.cause_idempotency_key = Some("a\0b".into());
+        assert_eq!(validate(&e), Err(InvalidEvent::Nul("causeIdempotencyKey")));
         let mut e = ok.clone();
         e.recorded_at = i64::MAX;
         assert_eq!(
