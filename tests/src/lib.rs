@@ -58,3 +58,45 @@ impl Recorder {
             .collect()
     }
 }
+
+/// A future that is pending on its first poll and ready on its second (a step that awaits once).
+#[derive(Debug, Default)]
+pub struct YieldOnce(pub bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            std::task::Poll::Pending
+        }
+    }
+}
+
+/// Polls `future` (under `tracker` as the default) once on this thread, then to completion on another thread, as a
+/// work-stealing runtime may; panics unless it is pending on the first poll and ready on the second.
+pub fn start_here_finish_elsewhere<F: std::future::Future + Send + 'static>(
+    tracker: &Tracker,
+    future: F,
+) -> F::Output
+where
+    F::Output: Send,
+{
+    let mut future = Box::pin(saga_tracker::with_default_async(tracker, future));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    std::thread::spawn(move || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("ready on the second poll"),
+        }
+    })
+    .join()
+    .expect("thread")
+}

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use saga_tracker::sink::RecordedMessage;
 use saga_tracker::{SagaEvent, StepStatus, saga_step, with_default};
-use saga_tracker_tests::{OrderSaga, Recorder};
+use saga_tracker_tests::{OrderSaga, Recorder, YieldOnce, start_here_finish_elsewhere};
 
 #[derive(Debug)]
 struct Declined;
@@ -80,24 +80,6 @@ fn by_option(id: Option<&u32>, outcome: Outcome) -> Result<(), Declined> {
     run(outcome)
 }
 
-/// Pending on its first poll, ready on its second.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            std::task::Poll::Ready(())
-        } else {
-            self.0 = true;
-            std::task::Poll::Pending
-        }
-    }
-}
-
 #[saga_step(OrderSaga, ChargePayment, saga_id = id)]
 async fn charge_by_text(id: String, fail: bool) -> Result<(), Declined> {
     YieldOnce(false).await;
@@ -108,28 +90,6 @@ async fn charge_by_text(id: String, fail: bool) -> Result<(), Declined> {
 async fn charge_by_i64(id: i64, fail: bool) -> Result<(), Declined> {
     YieldOnce(false).await;
     if fail { Err(Declined) } else { Ok(()) }
-}
-
-/// Polls `future` once on this thread, then to completion on another (as a work-stealing runtime may).
-fn start_here_finish_elsewhere<F: std::future::Future + Send + 'static>(
-    tracker: &saga_tracker::Tracker,
-    future: F,
-) -> F::Output
-where
-    F::Output: Send,
-{
-    let mut future = Box::pin(saga_tracker::with_default_async(tracker, future));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(future.as_mut().poll(&mut cx).is_pending());
-    std::thread::spawn(move || {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match future.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(out) => out,
-            std::task::Poll::Pending => panic!("ready on the second poll"),
-        }
-    })
-    .join()
-    .expect("thread")
 }
 
 /// A step call with its outcome given.
