@@ -201,42 +201,28 @@ macro_rules! integer_id {
             }
         }
     )*};
+    // pointer-sized: as wide as 64 bits on every target Rust supports today; a wider value is written out here
+    ($raw:ident as $wide:ty: $($t:ty),*) => {$(
+        impl IdValue for $t {
+            #[inline]
+            fn to_id(&self) -> Option<Id> {
+                Some(Id::from_integer(*self))
+            }
+
+            #[inline]
+            fn to_raw_id(&self) -> Option<RawId> {
+                Some(<$wide>::try_from(*self)
+                    .map_or_else(|_| RawId::from(Id::from_integer(*self)), RawId::$raw))
+            }
+        }
+    )*};
 }
 integer_id!(unsigned: u8, u16, u32, u64);
 integer_id!(signed: i8, i16, i32, i64);
 integer_id!(unsigned128: u128);
 integer_id!(signed128: i128);
-
-impl IdValue for usize {
-    #[inline]
-    fn to_id(&self) -> Option<Id> {
-        Some(Id::from_integer(*self))
-    }
-
-    #[inline]
-    fn to_raw_id(&self) -> Option<RawId> {
-        // as wide as u64 on every target Rust supports today; a wider one would be written out here
-        Some(
-            u64::try_from(*self)
-                .map_or_else(|_| RawId::from(Id::from_integer(*self)), RawId::unsigned),
-        )
-    }
-}
-
-impl IdValue for isize {
-    #[inline]
-    fn to_id(&self) -> Option<Id> {
-        Some(Id::from_integer(*self))
-    }
-
-    #[inline]
-    fn to_raw_id(&self) -> Option<RawId> {
-        Some(
-            i64::try_from(*self)
-                .map_or_else(|_| RawId::from(Id::from_integer(*self)), RawId::signed),
-        )
-    }
-}
+integer_id!(unsigned as u64: usize);
+integer_id!(signed as i64: isize);
 
 /// The saga id of `value` (the generated code's `saga_id = <expr>`); no id becomes the empty id.
 #[inline]

@@ -5,9 +5,9 @@
 //! bulk load — a fresh database, a backlog after an outage — the planner believes `saga_events` is empty and may
 //! pick a sequential scan to reload the sagas a batch touches; that scan then reads the whole table once per
 //! batch (the bimodal ingest rate of issue 20). [`Analyzer`] runs `ANALYZE` itself whenever the rows this process
-//! stored reach what the table held at the last analysis (at least 1,000), i.e. when the table doubled, on a connection of its own and
-//! never two at a time, so a load of N events costs about log₂(N/1000) analyses. Each samples 3,000 rows
-//! (`default_statistics_target` 10 for its transaction) instead of 30,000: enough to tell an index lookup from a
+//! stored reach what the table held at the last analysis (at least 1,000), i.e. when the table doubled, on a
+//! connection of its own and never two at a time, so a load of N events costs about log₂(N/1000) analyses.
+//! Each samples 3,000 rows (`default_statistics_target` 10 for its transaction) instead of 30,000: enough to tell an index lookup from a
 //! scan, and a tenth of the cost (at the default, the analyses took 29 % of PostgreSQL's statement time while the
 //! ingest bench loaded 200,000 events). Autovacuum's own analyses of the partitions use the full target. Migration 0005 lowers the
 //! autovacuum thresholds of both tables for the steady state, and the connections plan every statement for its
